@@ -1,0 +1,32 @@
+"""The recogniser interface: one page and its regions in, one result per region out.
+
+Page-level (not crop-level) so that engines that read a whole page at once (a CPU OCR
+engine detects text lines once per page) and engines that send each crop to a VLM fit
+the same interface.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from docparse.types import RecognitionParams, RegionJob, RegionResult
+
+
+class Recognizer(Protocol):
+    name: str
+
+    async def recognize(
+        self,
+        page: np.ndarray,
+        jobs: Sequence[RegionJob],
+        params: RecognitionParams,
+    ) -> list[RegionResult]:
+        """Return one result per job, in the same order. A region that fails is returned
+        with ``error`` set; it never raises for one region's failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and engines."""
+        ...

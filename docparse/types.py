@@ -1,0 +1,94 @@
+"""Plain data shared by the pipeline stages: layout boxes and recognition results."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Task(str, enum.Enum):
+    """What the recogniser does with a region."""
+
+    TEXT = "text"
+    TABLE = "table"
+    FORMULA = "formula"
+    IMAGE = "image"  # kept as a picture (crop returned), not recognised
+    DROP = "drop"  # left out of the result (headers, footers, page numbers...)
+
+
+@dataclass(frozen=True)
+class LayoutBox:
+    """One region found by a layout detector, in page-image pixel coordinates."""
+
+    label: str
+    score: float
+    coordinate: tuple[float, float, float, float]  # x1, y1, x2, y2
+    cls_id: int = -1
+    order: int | None = None  # reading order, when the detector predicts one
+    polygon: tuple[tuple[float, float], ...] | None = None
+
+    def to_json(self) -> dict:
+        """The PaddleX ``layout_det_res.boxes[]`` item."""
+        item = {
+            "cls_id": self.cls_id,
+            "label": self.label,
+            "score": round(float(self.score), 6),
+            "coordinate": [round(float(v), 2) for v in self.coordinate],
+        }
+        if self.order is not None:
+            item["order"] = self.order
+        if self.polygon is not None:
+            item["polygon_points"] = [[round(x, 2), round(y, 2)] for x, y in self.polygon]
+        return item
+
+    @classmethod
+    def from_json(cls, item: dict) -> "LayoutBox":
+        polygon = item.get("polygon_points")
+        return cls(
+            label=str(item["label"]),
+            score=float(item["score"]),
+            coordinate=tuple(float(v) for v in item["coordinate"]),  # type: ignore[arg-type]
+            cls_id=int(item.get("cls_id", -1)),
+            order=item.get("order"),
+            polygon=tuple((float(x), float(y)) for x, y in polygon) if polygon else None,
+        )
+
+
+@dataclass(frozen=True)
+class LayoutParams:
+    """Per-request layout options (PaddleX names); ``None`` means the model default."""
+
+    threshold: float | dict[int, float] | None = None
+    nms: bool | None = None
+    unclip_ratio: float | tuple[float, float] | None = None
+    merge_bboxes_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class RecognitionParams:
+    """Per-request generation options for the recogniser."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    max_new_tokens: int | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    log_id: str = ""
+
+
+@dataclass(frozen=True)
+class RegionJob:
+    """A region to recognise: its box on the page and what to do with it."""
+
+    box: LayoutBox
+    task: Task
+
+
+@dataclass
+class RegionResult:
+    """What recognition made of one region. ``error`` is set when it failed."""
+
+    content: str = ""
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
