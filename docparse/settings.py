@@ -52,6 +52,16 @@ class Settings(BaseSettings):
         description="Images declaring more pixels than this are refused (decompression bombs).",
     )
 
+    # --- orchestration -------------------------------------------------------------
+    max_documents_in_flight: int = Field(
+        64,
+        ge=1,
+        description="Documents the orchestrator works on at once; later ones wait.",
+    )
+    max_pages_in_flight: int = Field(
+        8, ge=1, description="Pages of one document being worked on at once."
+    )
+
     # --- layout detection ----------------------------------------------------------
     layout_backend: Literal["paddlex"] = Field(
         "paddlex", description="Layout engine: paddlex (PP-DocLayout)."

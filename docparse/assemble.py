@@ -1,0 +1,216 @@
+"""Turn a page's regions and their recognised content into the PaddleX-compatible result:
+reading order, Markdown, ``prunedResult`` JSON, figure crops and the optional picture of
+the layout boxes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from docparse.types import LayoutBox, RegionResult, Task
+
+_HEADING_PREFIX = {"doc_title": "# ", "paragraph_title": "## "}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One region with everything the result needs about it."""
+
+    block_id: int  # position in the layout detector's output
+    box: LayoutBox
+    task: Task
+    result: RegionResult
+    image_path: str | None = None  # markdown.images key, for figures
+
+
+# --- reading order ---------------------------------------------------------------------
+
+
+def reading_order(boxes: Sequence[LayoutBox]) -> list[int]:
+    """Indices of ``boxes`` in reading order.
+
+    The detector's own order wins when every box has one (PP-DocLayoutV2/V3 predict it);
+    otherwise a recursive XY-cut: split into horizontal bands at empty rows, bands into
+    columns at empty columns, and read top to bottom, left to right.
+    """
+    if boxes and all(b.order is not None for b in boxes):
+        return sorted(range(len(boxes)), key=lambda i: (boxes[i].order, i))
+    return _xy_cut(list(range(len(boxes))), boxes, horizontal_first=True)
+
+
+def _gaps(intervals: list[tuple[float, float, int]]) -> list[list[int]]:
+    """Group intervals (start, end, index) into runs separated by uncovered space."""
+    groups: list[list[int]] = []
+    current_end = None
+    for start, end, index in sorted(intervals):
+        if current_end is None or start >= current_end:
+            groups.append([index])
+            current_end = end
+        else:
+            groups[-1].append(index)
+            current_end = max(current_end, end)
+    return groups
+
+
+def _xy_cut(indices: list[int], boxes: Sequence[LayoutBox], horizontal_first: bool) -> list[int]:
+    if len(indices) <= 1:
+        return indices
+    for horizontal in (horizontal_first, not horizontal_first):
+        axis = 1 if horizontal else 0  # bands cut along y, columns along x
+        groups = _gaps(
+            [(boxes[i].coordinate[axis], boxes[i].coordinate[axis + 2], i) for i in indices]
+        )
+        if len(groups) > 1:
+            ordered: list[int] = []
+            for group in groups:
+                ordered.extend(_xy_cut(group, boxes, horizontal_first=not horizontal))
+            return ordered
+    # Overlapping in both directions: top-to-bottom, then left-to-right.
+    return sorted(indices, key=lambda i: (boxes[i].coordinate[1], boxes[i].coordinate[0]))
+
+
+# --- Markdown ------------------------------------------------------------------------
+
+
+def image_path_for(box: LayoutBox) -> str:
+    """PaddleX's naming of a figure crop inside ``markdown.images``."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box.coordinate)
+    return f"imgs/img_in_{box.label}_box_{x1}_{y1}_{x2}_{y2}.jpg"
+
+
+def block_markdown(block: Block) -> str:
+    """The Markdown of one block; an empty string leaves it out."""
+    if block.result.error:
+        return f"<!-- region {block.block_id} ({block.box.label}) was not recognised: " \
+               f"{_comment_safe(block.result.error)} -->"
+    if block.task is Task.IMAGE:
+        return f"![{block.box.label}]({block.image_path})" if block.image_path else ""
+    content = block.result.content.strip()
+    if not content:
+        return ""
+    if block.task is Task.FORMULA:
+        return f"$$\n{content}\n$$"
+    return _HEADING_PREFIX.get(block.box.label, "") + content
+
+
+def _comment_safe(text: str) -> str:
+    return text.replace("--", "- -").replace("\n", " ")
+
+
+def page_markdown(blocks: Sequence[Block], ignored_labels: frozenset[str], prettify: bool) -> str:
+    parts = [
+        md
+        for block in blocks
+        if block.box.label not in ignored_labels and block.task is not Task.DROP
+        for md in [block_markdown(block)]
+        if md
+    ]
+    return ("\n\n" if prettify else "\n").join(parts)
+
+
+# --- images --------------------------------------------------------------------------
+
+
+def jpeg_base64(image: np.ndarray | Image.Image, quality: int = 90) -> str:
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def crop_box(page: np.ndarray, box: LayoutBox) -> np.ndarray:
+    height, width = page.shape[:2]
+    x1, y1, x2, y2 = box.coordinate
+    left, top = max(0, int(x1)), max(0, int(y1))
+    right, bottom = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
+    return page[top:max(top + 1, bottom), left:max(left + 1, right)]
+
+
+def draw_layout(page: np.ndarray, boxes: Sequence[LayoutBox], order: Sequence[int]) -> Image.Image:
+    """The page with each box outlined and labelled with its reading position."""
+    picture = Image.fromarray(page).convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
+    for position, index in enumerate(order):
+        box = boxes[index]
+        colour = palette[hash(box.label) % len(palette)]
+        draw.rectangle(box.coordinate, outline=colour, width=3)
+        draw.text((box.coordinate[0] + 4, box.coordinate[1] + 2), f"{position} {box.label}", fill=colour)
+    return picture
+
+
+# --- the page result -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What the result needs to know about the page and the request."""
+
+    page_index: int
+    width: int
+    height: int
+    model_settings: dict
+    ignored_labels: frozenset[str]
+    prettify: bool
+    return_images: bool
+    visualize: bool
+
+
+def build_page_result(page: np.ndarray, blocks: Sequence[Block], ctx: PageContext) -> dict:
+    """One ``layoutParsingResults[]`` item; ``blocks`` are in reading order."""
+    parsing = []
+    position = 0
+    for block in blocks:
+        item = {
+            "block_label": block.box.label,
+            "block_content": block.result.content,
+            "block_bbox": [int(round(v)) for v in block.box.coordinate],
+            "block_id": block.block_id,
+            "block_order": None,
+        }
+        if block.task is not Task.DROP and block.box.label not in ctx.ignored_labels:
+            position += 1
+            item["block_order"] = position
+        if block.image_path:
+            item["block_image"] = block.image_path
+        if block.result.error:
+            item["error"] = block.result.error
+        parsing.append(item)
+
+    images = {}
+    if ctx.return_images:
+        images = {
+            block.image_path: jpeg_base64(crop_box(page, block.box))
+            for block in blocks
+            if block.image_path
+        }
+    output_images = None
+    if ctx.visualize:
+        ordered_boxes = [b.box for b in blocks]
+        picture = draw_layout(page, ordered_boxes, range(len(ordered_boxes)))
+        output_images = {"layout_det_res": jpeg_base64(picture)}
+    by_id = sorted(blocks, key=lambda b: b.block_id)
+    return {
+        "prunedResult": {
+            "page_index": ctx.page_index,
+            "width": ctx.width,
+            "height": ctx.height,
+            "model_settings": ctx.model_settings,
+            "parsing_res_list": parsing,
+            "layout_det_res": {"boxes": [b.box.to_json() for b in by_id]},
+        },
+        "markdown": {
+            "text": page_markdown(blocks, ctx.ignored_labels, ctx.prettify),
+            "images": images,
+            "isStart": True,
+            "isEnd": True,
+        },
+        "outputImages": output_images,
+        "inputImage": None,
+    }

@@ -1,0 +1,236 @@
+"""The request and response shapes, shared by the gateway, the Triton models and clients.
+
+The request follows PaddleOCR-VL's HPS ``/layout-parsing`` body so that its clients work
+unchanged. Fields we accept only for compatibility are listed in ``COMPATIBILITY_FIELDS``
+and documented as ignored; any other unknown field is refused with its name, so a typo
+never passes silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from docparse.errors import DocParseError, InvalidRequestError
+from docparse.types import LayoutParams, RecognitionParams
+
+M = TypeVar("M", bound=BaseModel)
+
+# PaddleOCR-VL's defaults for which labels stay out of the Markdown.
+DEFAULT_MARKDOWN_IGNORE_LABELS = (
+    "number",
+    "footnote",
+    "header",
+    "header_image",
+    "footer",
+    "footer_image",
+    "aside_text",
+)
+
+
+class LayoutOptions(BaseModel):
+    """The layout detector's options; also the JSON options of ``layout_detection``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    layoutThreshold: float | dict[int, float] | None = Field(
+        None, description="Score threshold, or {class_id: threshold}."
+    )
+    layoutNms: bool | None = Field(None, description="Non-maximum suppression on boxes.")
+    layoutUnclipRatio: float | list[float] | dict[int, list[float]] | None = Field(
+        None, description="Box expansion ratio (w, h), or per class id."
+    )
+    layoutMergeBboxesMode: str | dict[int, str] | None = Field(
+        None, description="Overlapping-box merge mode: large, small or union (or per class)."
+    )
+
+    def layout_options(self) -> dict:
+        """The layout options as JSON for ``layout_detection`` (unset ones left out)."""
+        return self.model_dump(include=set(LayoutOptions.model_fields), exclude_none=True)
+
+    def layout_params(self) -> LayoutParams:
+        unclip = self.layoutUnclipRatio
+        return LayoutParams(
+            threshold=self.layoutThreshold,
+            nms=self.layoutNms,
+            unclip_ratio=tuple(unclip) if isinstance(unclip, list) else unclip,  # type: ignore[arg-type]
+            merge_bboxes_mode=self.layoutMergeBboxesMode,  # type: ignore[arg-type]
+        )
+
+
+class LayoutParsingRequest(LayoutOptions):
+    """Body of ``POST /layout-parsing`` and the JSON input of the Triton models."""
+
+    file: str = Field(
+        ...,
+        min_length=1,
+        description="The document: base64 of a PDF or image file, or an http(s) URL "
+        "(URLs only when the gateway enables them).",
+    )
+    fileType: Literal[0, 1] | None = Field(
+        None, description="0 = PDF, 1 = image; null = detect from the file's bytes."
+    )
+    pages: str | None = Field(
+        None,
+        description='Pages to parse, 1-based ranges such as "1-3,7" or "2-"; null = all.',
+        examples=["1-3,7"],
+    )
+    dpi: int | None = Field(
+        None, ge=36, description="Rendering resolution for PDF pages (default 144)."
+    )
+    useLayoutDetection: bool | None = Field(
+        None,
+        description="false sends each whole page to the recogniser as one region.",
+    )
+    promptLabel: Literal["ocr", "table", "formula", "chart"] | None = Field(
+        None,
+        description="With useLayoutDetection=false: the task for the whole page "
+        "(ocr = text, the default).",
+    )
+    markdownIgnoreLabels: list[str] | None = Field(
+        None,
+        description="Labels left out of the Markdown; default "
+        + ", ".join(DEFAULT_MARKDOWN_IGNORE_LABELS)
+        + ".",
+    )
+    prettifyMarkdown: bool = Field(True, description="Blank lines between blocks.")
+    returnMarkdownImages: bool = Field(
+        True, description="Return figure crops in markdown.images."
+    )
+    temperature: float | None = Field(None, ge=0, description="VLM sampling temperature.")
+    topP: float | None = Field(None, gt=0, le=1, description="VLM nucleus sampling.")
+    repetitionPenalty: float | None = Field(None, gt=0, description="VLM repetition penalty.")
+    maxNewTokens: int | None = Field(None, ge=1, description="Most tokens per region.")
+    minPixels: int | None = Field(None, ge=784, description="Smallest crop sent to the VLM.")
+    maxPixels: int | None = Field(None, ge=784, description="Largest crop sent to the VLM.")
+    visualize: bool | None = Field(
+        None, description="Return the page with its layout boxes drawn in outputImages."
+    )
+    logId: str | None = Field(
+        None, max_length=128, description="Request id echoed in the response and logs."
+    )
+
+    # Accepted for compatibility with PaddleOCR-VL clients; they do not change the result.
+    useDocOrientationClassify: bool | None = Field(None, description="Ignored.")
+    useDocUnwarping: bool | None = Field(None, description="Ignored.")
+    useChartRecognition: bool | None = Field(None, description="Ignored.")
+    useSealRecognition: bool | None = Field(None, description="Ignored.")
+    useOcrForImageBlock: bool | None = Field(None, description="Ignored.")
+    layoutShapeMode: str | None = Field(None, description="Ignored.")
+    formatBlockContent: bool | None = Field(None, description="Ignored.")
+    mergeLayoutBlocks: bool | None = Field(None, description="Ignored.")
+    vlmExtraArgs: dict[str, Any] | None = Field(None, description="Ignored.")
+    showFormulaNumber: bool | None = Field(None, description="Ignored.")
+    restructurePages: bool | None = Field(None, description="Ignored.")
+    mergeTables: bool | None = Field(None, description="Ignored.")
+    relevelTitles: bool | None = Field(None, description="Ignored.")
+    outputFormats: list[str] | None = Field(None, description="Ignored.")
+
+    def file_bytes(self) -> bytes:
+        """The document's bytes. URLs are fetched by the gateway, never here."""
+        if self.file.startswith(("http://", "https://")):
+            raise InvalidRequestError(
+                "field 'file': URL inputs are not accepted here; send the file as base64"
+            )
+        text = self.file
+        if text.startswith("data:") and "," in text:
+            text = text.split(",", 1)[1]  # a data URI is base64 after the comma
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequestError("field 'file': not valid base64") from None
+        if not data:
+            raise InvalidRequestError("field 'file': the file is empty")
+        return data
+
+    def recognition_params(self, log_id: str) -> RecognitionParams:
+        return RecognitionParams(
+            temperature=self.temperature,
+            top_p=self.topP,
+            repetition_penalty=self.repetitionPenalty,
+            max_new_tokens=self.maxNewTokens,
+            min_pixels=self.minPixels,
+            max_pixels=self.maxPixels,
+            log_id=log_id,
+        )
+
+    def ignored_labels(self) -> frozenset[str]:
+        labels = self.markdownIgnoreLabels
+        return frozenset(DEFAULT_MARKDOWN_IGNORE_LABELS if labels is None else labels)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the field: what a caller needs to fix it."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"]) or "body"
+        if error["type"] == "extra_forbidden":
+            parts.append(f"field '{location}': unknown field")
+        else:
+            parts.append(f"field '{location}': {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_request(raw: bytes | str | dict, model: type[M] = LayoutParsingRequest) -> M:  # type: ignore[assignment]
+    """Validate a request from JSON text or a dict; errors name the field."""
+    if isinstance(raw, (bytes, str)):
+        try:
+            raw = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidRequestError(f"the request is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequestError("the request must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidRequestError(describe_validation_error(exc)) from None
+
+
+def new_log_id() -> str:
+    return uuid.uuid4().hex
+
+
+def success_envelope(log_id: str, result: dict) -> dict:
+    return {"logId": log_id, "errorCode": 0, "errorMsg": "Success", "result": result}
+
+
+def error_envelope(log_id: str, status: int, message: str) -> dict:
+    """PaddleX convention: ``errorCode`` is the HTTP status of the error."""
+    return {"logId": log_id, "errorCode": status, "errorMsg": message}
+
+
+def error_status(exc: BaseException) -> int:
+    return exc.status if isinstance(exc, DocParseError) else 500
+
+
+# --- the streaming protocol of layout-parsing-stream ----------------------------------
+# Each streamed response is one JSON object:
+#   {"type": "page", "logId", "pageIndex", "result": <layoutParsingResults item>}
+#   {"type": "final", "logId", "dataInfo", "timings"}     (always last on success)
+PAGE_EVENT = "page"
+FINAL_EVENT = "final"
+
+
+def page_event(log_id: str, page_index: int, result: dict) -> dict:
+    return {"type": PAGE_EVENT, "logId": log_id, "pageIndex": page_index, "result": result}
+
+
+def final_event(log_id: str, data_info: dict, timings: dict) -> dict:
+    return {"type": FINAL_EVENT, "logId": log_id, "dataInfo": data_info, "timings": timings}
+
+
+def collect_events(log_id: str, events: list[dict]) -> dict:
+    """Turn a finished stream into the unary ``result`` (pages in document order)."""
+    pages = sorted((e for e in events if e["type"] == PAGE_EVENT), key=lambda e: e["pageIndex"])
+    final = next((e for e in events if e["type"] == FINAL_EVENT), None)
+    if final is None:
+        raise DocParseError("the stream ended without its final response")
+    return {
+        "layoutParsingResults": [e["result"] for e in pages],
+        "dataInfo": final["dataInfo"],
+    }

@@ -1,0 +1,160 @@
+"""Helpers every model.py uses: tensors, errors, logging, BLS streams, a background loop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import sys
+import threading
+from typing import Any, AsyncIterator, Coroutine
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from docparse.errors import (
+    DocParseError,
+    InvalidRequestError,
+    LimitExceededError,
+    RecognitionError,
+)
+
+# HTTP-like status of our errors <-> Triton error codes, so that a status survives a BLS
+# hop and reaches the gateway (which maps gRPC codes back the same way).
+_CODE_FOR_STATUS = {
+    422: pb_utils.TritonError.INVALID_ARG,
+    413: pb_utils.TritonError.UNSUPPORTED,
+    502: pb_utils.TritonError.UNAVAILABLE,
+    499: pb_utils.TritonError.CANCELLED,
+}
+_ERROR_FOR_CODE = {
+    pb_utils.TritonError.INVALID_ARG: InvalidRequestError,
+    pb_utils.TritonError.UNSUPPORTED: LimitExceededError,
+    pb_utils.TritonError.UNAVAILABLE: RecognitionError,
+}
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def configure_logging(level: str) -> None:
+    """Log lines go to stderr, which tritonserver copies into its own log."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def triton_error(exc: BaseException) -> "pb_utils.TritonError":
+    """A TritonError with a message a user understands; unknown errors say what they are."""
+    if isinstance(exc, DocParseError):
+        return pb_utils.TritonError(exc.message, _CODE_FOR_STATUS.get(exc.status, pb_utils.TritonError.INTERNAL))
+    if isinstance(exc, asyncio.CancelledError):
+        return pb_utils.TritonError("the request was cancelled", pb_utils.TritonError.CANCELLED)
+    return pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
+
+
+def error_response(exc: BaseException) -> "pb_utils.InferenceResponse":
+    return pb_utils.InferenceResponse(error=triton_error(exc))
+
+
+def docparse_error(error: "pb_utils.TritonError") -> DocParseError:
+    """The core error matching a Triton error received from a BLS call."""
+    cls = _ERROR_FOR_CODE.get(error.code(), DocParseError)
+    return cls(error.message())
+
+
+def input_json(request: Any, name: str, required: bool = True) -> Any:
+    """Decode a BYTES input holding one JSON document (any batch shape)."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        if required:
+            raise InvalidRequestError(f"input '{name}' is missing")
+        return None
+    values = tensor.as_numpy().reshape(-1)
+    if values.size != 1:
+        raise InvalidRequestError(f"input '{name}' must hold exactly one JSON document")
+    raw = values[0]
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequestError(f"input '{name}' is not valid JSON: {exc}") from None
+
+
+def json_tensor(name: str, value: Any, shape: tuple[int, ...] = (1,)) -> "pb_utils.Tensor":
+    data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return pb_utils.Tensor(name, np.array([data], dtype=np.object_).reshape(shape))
+
+
+def json_output(response: "pb_utils.InferenceResponse", name: str) -> Any:
+    tensor = pb_utils.get_output_tensor_by_name(response, name)
+    if tensor is None:
+        return None
+    raw = tensor.as_numpy().reshape(-1)[0]
+    return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+
+
+# A BLS call to a decoupled model returns a blocking iterator. Advancing it in a thread
+# keeps the event loop free; the pool is large because every document waiting for its
+# next page holds one thread (the default executor has only cpu_count + 4).
+_STREAM_READERS = concurrent.futures.ThreadPoolExecutor(
+    max_workers=256, thread_name_prefix="bls-stream"
+)
+_END = object()
+
+
+async def stream_responses(
+    request: "pb_utils.InferenceRequest",
+) -> AsyncIterator["pb_utils.InferenceResponse"]:
+    """Responses of a decoupled BLS call, raising the first error as a DocParseError."""
+    responses = await request.async_exec(decoupled=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        response = await loop.run_in_executor(_STREAM_READERS, next, responses, _END)
+        if response is _END:
+            return
+        if response.has_error():
+            raise docparse_error(response.error())
+        if response.output_tensors():
+            yield response
+
+
+async def infer(request: "pb_utils.InferenceRequest") -> "pb_utils.InferenceResponse":
+    """A BLS call to a non-decoupled model, raising its error as a DocParseError."""
+    response = await request.async_exec()
+    if response.has_error():
+        raise docparse_error(response.error())
+    return response
+
+
+class BackgroundLoop:
+    """An event loop in a thread, for a non-decoupled model that answers through the
+    response sender: ``execute`` hands requests over and returns at once, so one model
+    instance serves many requests concurrently instead of one at a time."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="model-loop")
+        self._thread.start()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    def submit(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        with self._idle:
+            self._in_flight += 1
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        future.add_done_callback(self._done)
+
+    def _done(self, _future: concurrent.futures.Future) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+    def close(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for work in flight, then stop the loop."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)

@@ -1,0 +1,128 @@
+"""layout-parsing-stream: the BLS orchestrator, a thin adapter over docparse.pipeline.
+
+Rendering and layout are BLS calls to ``pdf_render`` and ``layout_detection``; the
+recogniser calls the VLM over HTTP from this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import AsyncIterator
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from docparse.documents import RenderedPage
+from docparse.pipeline import DocumentInfo, DocumentPipeline
+from docparse.protocol import LayoutOptions, LayoutParsingRequest, new_log_id, parse_request
+from docparse.recognition import build_recognizer
+from docparse.recognition.tasks import TaskTable
+from docparse.settings import Settings
+from docparse.types import LayoutBox
+from docparse_triton.common import (
+    FINAL,
+    configure_logging,
+    error_response,
+    infer,
+    input_json,
+    json_output,
+    json_tensor,
+    stream_responses,
+)
+
+log = logging.getLogger("docparse.orchestrator")
+
+
+async def render_pages(
+    data: bytes, request: LayoutParsingRequest
+) -> AsyncIterator[tuple[DocumentInfo, RenderedPage]]:
+    options = {"fileType": request.fileType, "pages": request.pages, "dpi": request.dpi}
+    bls = pb_utils.InferenceRequest(
+        model_name="pdf_render",
+        inputs=[
+            pb_utils.Tensor("document", np.frombuffer(data, dtype=np.uint8)),
+            json_tensor("options", options),
+        ],
+        requested_output_names=["image", "page"],
+    )
+    async for response in stream_responses(bls):
+        info = json_output(response, "page")
+        image = pb_utils.get_output_tensor_by_name(response, "image").as_numpy()
+        page = RenderedPage(
+            index=info["index"],
+            image=image,
+            width=info["width"],
+            height=info["height"],
+            scale=info["scale"],
+        )
+        yield DocumentInfo(info["kind"], info["pageCount"], info["selected"]), page
+
+
+async def detect_layout(image: np.ndarray, options: LayoutOptions) -> list[LayoutBox]:
+    bls = pb_utils.InferenceRequest(
+        model_name="layout_detection",
+        inputs=[
+            pb_utils.Tensor("image", image[np.newaxis, ...]),
+            json_tensor("options", options.layout_options(), shape=(1, 1)),
+        ],
+        requested_output_names=["boxes"],
+    )
+    response = await infer(bls)
+    return [LayoutBox.from_json(item) for item in json_output(response, "boxes")]
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        self.settings = Settings()
+        configure_logging(self.settings.log_level)
+        self.recognizer = build_recognizer(self.settings)
+        self.pipeline = DocumentPipeline(
+            recognizer=self.recognizer,
+            tasks=TaskTable.from_settings(self.settings),
+            detect=detect_layout,
+            layout_model=self.settings.layout_model_name,
+            max_pages_in_flight=self.settings.max_pages_in_flight,
+        )
+        self._documents: asyncio.Semaphore | None = None
+        self.in_flight = 0
+
+    async def execute(self, requests: list) -> None:
+        if self._documents is None:  # made here: it belongs to the stub's event loop
+            self._documents = asyncio.Semaphore(self.settings.max_documents_in_flight)
+        await asyncio.gather(*(self._serve(request) for request in requests))
+        return None
+
+    async def _serve(self, request) -> None:
+        sender = request.get_response_sender()
+        log_id = ""
+        started = time.perf_counter()
+        self.in_flight += 1
+        try:
+            parsed = parse_request(input_json(request, "input"))
+            log_id = parsed.logId or new_log_id()
+            data = parsed.file_bytes()
+
+            async def emit(event: dict) -> None:
+                sender.send(pb_utils.InferenceResponse([json_tensor("output", event)]))
+
+            async with self._documents:
+                final = await self.pipeline.run(
+                    parsed, render_pages(data, parsed), emit, log_id, request.is_cancelled
+                )
+            sender.send(flags=FINAL)
+            log.info(
+                "logId=%s done pages=%d seconds=%.3f",
+                log_id, len(final["dataInfo"]["pages"]), time.perf_counter() - started,
+            )
+        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - this request's answer
+            log.warning("logId=%s failed: %s", log_id or "-", exc)
+            sender.send(error_response(exc), flags=FINAL)
+        finally:
+            self.in_flight -= 1
+
+    def finalize(self) -> None:
+        deadline = time.monotonic() + 30
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.1)

@@ -1,0 +1,62 @@
+"""pdf_render: a thin adapter over docparse.documents (see config.pbtxt for the tensors)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from docparse.documents import open_document, parse_page_ranges
+from docparse.errors import InvalidRequestError
+from docparse.settings import Settings
+from docparse_triton.common import FINAL, configure_logging, error_response, input_json, json_tensor
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        self.settings = Settings()
+        configure_logging(self.settings.log_level)
+
+    async def execute(self, requests: list) -> None:
+        # Decoupled + async: requests are served concurrently; pdfium itself is locked.
+        await asyncio.gather(*(self._serve(request) for request in requests))
+        return None
+
+    async def _serve(self, request) -> None:
+        sender = request.get_response_sender()
+        try:
+            data = pb_utils.get_input_tensor_by_name(request, "document").as_numpy()
+            options = input_json(request, "options", required=False) or {}
+            if not isinstance(options, dict):
+                raise InvalidRequestError("input 'options' must be a JSON object")
+            document = await asyncio.to_thread(
+                open_document, data.tobytes(), options.get("fileType"), self.settings
+            )
+            try:
+                indices = parse_page_ranges(options.get("pages"), document.page_count)
+                dpi = int(options.get("dpi") or self.settings.render_dpi)
+                pages = document.render(indices, dpi)
+                end = object()
+                while (page := await asyncio.to_thread(next, pages, end)) is not end:
+                    if request.is_cancelled():
+                        break
+                    info = {
+                        "index": page.index,
+                        "width": page.width,
+                        "height": page.height,
+                        "scale": page.scale,
+                        "kind": document.kind,
+                        "pageCount": document.page_count,
+                        "selected": len(indices),
+                    }
+                    sender.send(
+                        pb_utils.InferenceResponse(
+                            [pb_utils.Tensor("image", page.image), json_tensor("page", info)]
+                        )
+                    )
+            finally:
+                document.close()
+            sender.send(flags=FINAL)
+        except Exception as exc:  # noqa: BLE001 - every failure is this request's answer
+            sender.send(error_response(exc), flags=FINAL)
