@@ -1,0 +1,117 @@
+"""Python client for the Triton models (gRPC): streaming page by page, or unary.
+
+    from docparse.client import TritonLayoutClient, request_for
+    client = TritonLayoutClient("127.0.0.1:8001")
+    for event in client.stream(request_for("doc.pdf", pages="1-3")):
+        print(event["type"], event.get("pageIndex"))
+
+``tritonclient`` is imported lazily so that the core package stays importable without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from docparse.errors import DocParseError, InvalidRequestError, LimitExceededError, RecognitionError
+from docparse.protocol import FINAL_EVENT
+
+# gRPC status names that Triton errors arrive with -> our error classes.
+_ERRORS_BY_GRPC_STATUS = {
+    "StatusCode.INVALID_ARGUMENT": InvalidRequestError,
+    "StatusCode.UNIMPLEMENTED": LimitExceededError,
+    "StatusCode.UNAVAILABLE": RecognitionError,
+}
+
+
+class TritonRequestError(DocParseError):
+    """Triton answered a request with an error. ``status`` follows docparse.errors."""
+
+
+def error_from_triton(exc: Any) -> DocParseError:
+    cls = _ERRORS_BY_GRPC_STATUS.get(str(exc.status()), TritonRequestError)
+    return cls(exc.message())
+
+
+def request_for(document: str | Path | bytes, **options: Any) -> dict:
+    """A layout-parsing request body for a file path or the file's bytes."""
+    data = document if isinstance(document, bytes) else Path(document).read_bytes()
+    return {"file": base64.b64encode(data).decode("ascii"), **options}
+
+
+class TritonLayoutClient:
+    def __init__(self, url: str = "127.0.0.1:8001", timeout: float = 600.0) -> None:
+        self.url = url
+        self.timeout = timeout
+
+    def _input(self, request: dict, shape: list[int]) -> Any:
+        import tritonclient.grpc as grpcclient
+
+        tensor = grpcclient.InferInput("input", shape, "BYTES")
+        data = json.dumps(request, ensure_ascii=False).encode("utf-8")
+        tensor.set_data_from_numpy(np.array([data], dtype=np.object_).reshape(shape))
+        return tensor
+
+    def stream(self, request: dict, model: str = "layout-parsing-stream") -> Iterator[dict]:
+        """Events of one document as Triton sends them: pages, then the final one."""
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        results: queue.Queue = queue.Queue()
+        client = grpcclient.InferenceServerClient(self.url)
+        try:
+            client.start_stream(callback=lambda result, error: results.put((result, error)))
+            client.async_stream_infer(
+                model,
+                [self._input(request, [1])],
+                request_id=uuid.uuid4().hex,
+                enable_empty_final_response=True,
+            )
+            while True:
+                try:
+                    result, error = results.get(timeout=self.timeout)
+                except queue.Empty:
+                    raise TritonRequestError(
+                        f"no response from Triton within {self.timeout:.0f} s"
+                    ) from None
+                if error is not None:
+                    raise error_from_triton(error)
+                output = result.as_numpy("output")
+                if output is not None:
+                    event = json.loads(output.reshape(-1)[0])
+                    yield event
+                final = result.get_response().parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
+                    return
+        except InferenceServerException as exc:
+            raise error_from_triton(exc) from None
+        finally:
+            client.stop_stream(cancel_requests=True)
+            client.close()
+
+    def parse(self, request: dict) -> dict:
+        """The whole result in one call, through the unary ``layout-parsing`` model
+        (PaddleX HPS protocol): the envelope with logId, errorCode, errorMsg, result."""
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        client = grpcclient.InferenceServerClient(self.url)
+        try:
+            result = client.infer(
+                "layout-parsing", [self._input(request, [1, 1])], client_timeout=self.timeout
+            )
+        except InferenceServerException as exc:
+            raise error_from_triton(exc) from None
+        finally:
+            client.close()
+        return json.loads(result.as_numpy("output").reshape(-1)[0])
+
+
+def is_final(event: dict) -> bool:
+    return event.get("type") == FINAL_EVENT

@@ -1,0 +1,57 @@
+"""A real tritonserver on free ports, serving model_repository/ with the stand-in layout
+model and pointed at the VLM stand-in. Started once per session; always stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from bench.vlm_simulator import SimulatorProcess
+from scripts.triton_local import TritonServer
+from tests.support.tiny_doclayout import build_model_dir
+
+VLM_CONCURRENCY = 16
+
+
+@pytest.fixture(scope="session")
+def tiny_layout_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model_dir(tmp_path_factory.mktemp("layout") / "PP-DocLayoutV3", "PP-DocLayoutV3")
+
+
+@pytest.fixture(scope="session")
+def vlm_server() -> Iterator[SimulatorProcess]:
+    with SimulatorProcess(latency=0.02, max_concurrency=64) as sim:
+        yield sim
+
+
+@pytest.fixture()
+def vlm(vlm_server: SimulatorProcess) -> Iterator[SimulatorProcess]:
+    """The VLM stand-in, with no records and default behaviour for each test."""
+    vlm_server.reset()
+    vlm_server.configure(latency=0.02, max_concurrency=64, failures=[])
+    yield vlm_server
+    vlm_server.configure(latency=0.02, max_concurrency=64, failures=[])
+
+
+@pytest.fixture(scope="session")
+def triton(tiny_layout_dir: Path, vlm_server: SimulatorProcess, tmp_path_factory) -> Iterator[TritonServer]:
+    env = {
+        "HPS_LAYOUT_MODEL_DIR": str(tiny_layout_dir),
+        "HPS_LAYOUT_MODEL_NAME": "PP-DocLayoutV3",
+        "HPS_VLM_URL": vlm_server.url,
+        "HPS_VLM_MAX_CONCURRENCY": str(VLM_CONCURRENCY),
+        "HPS_VLM_MAX_RETRIES": "2",
+        "HPS_VLM_RETRY_BACKOFF": "0.05",
+        "HPS_VLM_TIMEOUT": "30",
+        "HPS_LOG_LEVEL": "INFO",
+    }
+    log_path = tmp_path_factory.mktemp("triton") / "tritonserver.log"
+    server = TritonServer(env=env, log_path=log_path, ready_timeout=180)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        print(f"\n--- tritonserver log tail ({log_path}) ---\n{server.log_tail(40)}")
