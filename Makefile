@@ -1,0 +1,34 @@
+# DocParse HPS — the two commands: `make run` (issue #4) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-unit test-integration triton clean
+
+install: $(STAMP)
+
+# Reinstalls when pyproject.toml changes. numpy stays < 2: the Triton Python stub needs it.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || \
+	  { echo "error: Python >= 3.11 is needed (found $$($(PYTHON) --version))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[paddle,triton,dev]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test-integration: install
+	$(PY) -m pytest -q tests/integration
+
+# A local tritonserver on 8000/8001/8002 (set HPS_LAYOUT_MODEL_DIR and HPS_VLM_URL first).
+triton: install
+	scripts/tritonserver-local
+
+clean:
+	rm -rf $(VENV) .pytest_cache
