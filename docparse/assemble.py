@@ -35,43 +35,43 @@ class Block:
 def reading_order(boxes: Sequence[LayoutBox]) -> list[int]:
     """Indices of ``boxes`` in reading order.
 
-    The detector's own order wins when every box has one (PP-DocLayoutV2/V3 predict it);
-    otherwise a recursive XY-cut: split into horizontal bands at empty rows, bands into
-    columns at empty columns, and read top to bottom, left to right.
+    The detector's own order wins when every box has one (PP-DocLayoutV2/V3 predict it).
+    Otherwise a recursive XY-cut that prefers columns: where an empty vertical strip
+    separates the boxes, read column by column; otherwise take the top band (boxes up to
+    the first empty horizontal strip) and go on with the rest. Peeling one band at a time
+    keeps a full-width title from turning two aligned columns into rows.
     """
     if boxes and all(b.order is not None for b in boxes):
         return sorted(range(len(boxes)), key=lambda i: (boxes[i].order, i))
-    return _xy_cut(list(range(len(boxes))), boxes, horizontal_first=True)
+    return _xy_cut(list(range(len(boxes))), boxes)
 
 
-def _gaps(intervals: list[tuple[float, float, int]]) -> list[list[int]]:
-    """Group intervals (start, end, index) into runs separated by uncovered space."""
-    groups: list[list[int]] = []
-    current_end = None
-    for start, end, index in sorted(intervals):
-        if current_end is None or start >= current_end:
-            groups.append([index])
-            current_end = end
+def _runs(indices: list[int], boxes: Sequence[LayoutBox], axis: int) -> list[list[int]]:
+    """Group boxes into runs along ``axis`` (0 = x, 1 = y) split by uncovered space."""
+    runs: list[list[int]] = []
+    run_end = None
+    for index in sorted(indices, key=lambda i: (boxes[i].coordinate[axis], boxes[i].coordinate[axis + 2])):
+        start, end = boxes[index].coordinate[axis], boxes[index].coordinate[axis + 2]
+        if run_end is None or start >= run_end:
+            runs.append([index])
+            run_end = end
         else:
-            groups[-1].append(index)
-            current_end = max(current_end, end)
-    return groups
+            runs[-1].append(index)
+            run_end = max(run_end, end)
+    return runs
 
 
-def _xy_cut(indices: list[int], boxes: Sequence[LayoutBox], horizontal_first: bool) -> list[int]:
+def _xy_cut(indices: list[int], boxes: Sequence[LayoutBox]) -> list[int]:
     if len(indices) <= 1:
         return indices
-    for horizontal in (horizontal_first, not horizontal_first):
-        axis = 1 if horizontal else 0  # bands cut along y, columns along x
-        groups = _gaps(
-            [(boxes[i].coordinate[axis], boxes[i].coordinate[axis + 2], i) for i in indices]
-        )
-        if len(groups) > 1:
-            ordered: list[int] = []
-            for group in groups:
-                ordered.extend(_xy_cut(group, boxes, horizontal_first=not horizontal))
-            return ordered
-    # Overlapping in both directions: top-to-bottom, then left-to-right.
+    columns = _runs(indices, boxes, axis=0)
+    if len(columns) > 1:
+        return [i for column in columns for i in _xy_cut(column, boxes)]
+    bands = _runs(indices, boxes, axis=1)
+    if len(bands) > 1:
+        top, rest = bands[0], [i for band in bands[1:] for i in band]
+        return _xy_cut(top, boxes) + _xy_cut(rest, boxes)
+    # Overlapping both ways: top to bottom, then left to right.
     return sorted(indices, key=lambda i: (boxes[i].coordinate[1], boxes[i].coordinate[0]))
 
 

@@ -1,0 +1,129 @@
+"""The page pipeline's guarantees, independent of Triton: document order, pipelining,
+and nothing accepted is lost."""
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from docparse.errors import InvalidDocumentError
+from docparse.pipeline import DocumentInfo, DocumentPipeline
+from docparse.protocol import parse_request
+from docparse.types import LayoutBox, RegionResult, Task
+
+
+@dataclass
+class Page:
+    index: int
+    image: np.ndarray
+    width: int = 100
+    height: int = 100
+
+
+class EchoRecognizer:
+    """Answers each region with its label after a delay chosen per page."""
+
+    name = "echo"
+
+    def __init__(self, delays: dict[int, float]):
+        self.delays = delays
+
+    async def recognize(self, page, jobs, params):
+        await asyncio.sleep(self.delays.get(int(page[0, 0, 0]), 0))
+        return [RegionResult(content=f"{job.box.label} of page {int(page[0, 0, 0])}") for job in jobs]
+
+    async def aclose(self):
+        pass
+
+
+class Tasks:
+    def task_for(self, label):
+        return Task.TEXT
+
+
+async def detect(image, options):
+    return [LayoutBox("text", 0.9, (0, 20, 50, 50)), LayoutBox("doc_title", 0.9, (0, 0, 100, 10))]
+
+
+async def pages(count: int, fail_at: int | None = None):
+    info = DocumentInfo("pdf", count, count)
+    for i in range(count):
+        if i == fail_at:
+            raise InvalidDocumentError(f"page {i + 1} could not be rendered")
+        yield info, Page(i, np.full((100, 100, 3), i, dtype=np.uint8))
+
+
+def pipeline(recognizer, detect_fn=detect) -> DocumentPipeline:
+    return DocumentPipeline(recognizer, Tasks(), detect_fn, "test-layout", max_pages_in_flight=4)
+
+
+REQUEST = parse_request({"file": "aGk="})
+
+
+async def test_pages_are_emitted_in_document_order_even_when_they_finish_out_of_order():
+    events = []
+
+    async def emit(event):
+        events.append(event)
+
+    # Page 0 is slowest: later pages finish first, yet are emitted after it.
+    final = await pipeline(EchoRecognizer({0: 0.2, 1: 0.05})).run(REQUEST, pages(3), emit, "id")
+    assert [e.get("pageIndex") for e in events] == [0, 1, 2, None]
+    assert final["dataInfo"] == {"type": "pdf", "numPages": 3,
+                                 "pages": [{"width": 100, "height": 100}] * 3}
+    assert events[0]["result"]["markdown"]["text"] == "# doc_title of page 0\n\ntext of page 0"
+
+
+async def test_pages_are_worked_on_at_the_same_time():
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await pipeline(EchoRecognizer({i: 0.2 for i in range(4)})).run(REQUEST, pages(4), _ignore, "id")
+    assert loop.time() - started < 0.6  # four 0.2 s pages overlapped, not 0.8 s in a row
+
+
+async def test_a_page_whose_layout_fails_is_kept_with_its_error():
+    async def flaky_detect(image, options):
+        if image[0, 0, 0] == 1:
+            raise RuntimeError("layout model crashed")
+        return await detect(image, options)
+
+    events = []
+
+    async def emit(event):
+        events.append(event)
+
+    await pipeline(EchoRecognizer({}), flaky_detect).run(REQUEST, pages(3), emit, "id")
+    assert [e["type"] for e in events] == ["page", "page", "page", "final"]
+    assert "layout model crashed" in events[1]["result"]["prunedResult"]["error"]
+    assert events[2]["result"]["markdown"]["text"]
+
+
+async def test_pages_before_a_rendering_failure_are_delivered_then_the_error_raised():
+    events = []
+
+    async def emit(event):
+        events.append(event)
+
+    with pytest.raises(InvalidDocumentError, match="page 3"):
+        await pipeline(EchoRecognizer({})).run(REQUEST, pages(5, fail_at=2), emit, "id")
+    assert [e["pageIndex"] for e in events] == [0, 1]
+
+
+async def test_layout_off_sends_the_whole_page_as_one_region():
+    events = []
+
+    async def emit(event):
+        events.append(event)
+
+    async def no_detect(image, options):
+        raise AssertionError("layout detection must not run")
+
+    request = parse_request({"file": "aGk=", "useLayoutDetection": False, "promptLabel": "table"})
+    await pipeline(EchoRecognizer({}), no_detect).run(request, pages(1), emit, "id")
+    items = events[0]["result"]["prunedResult"]["parsing_res_list"]
+    assert [(i["block_label"], i["block_bbox"]) for i in items] == [("table", [0, 0, 100, 100])]
+
+
+async def _ignore(event):
+    pass

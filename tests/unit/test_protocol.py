@@ -1,0 +1,71 @@
+import base64
+
+import pytest
+
+from docparse.errors import InvalidRequestError
+from docparse.protocol import (
+    LayoutOptions,
+    collect_events,
+    final_event,
+    page_event,
+    parse_request,
+)
+
+
+def test_request_fields_follow_paddleocr_vl_names():
+    request = parse_request(
+        {"file": "aGVsbG8=", "fileType": 0, "layoutThreshold": {"2": 0.4},
+         "layoutUnclipRatio": [1.0, 1.2], "markdownIgnoreLabels": ["header"],
+         "useDocUnwarping": False, "pages": "1-2"}
+    )
+    assert request.file_bytes() == b"hello"
+    params = request.layout_params()
+    assert params.threshold == {2: 0.4} and params.unclip_ratio == (1.0, 1.2)
+    assert request.ignored_labels() == frozenset({"header"})
+    assert request.layout_options() == {"layoutThreshold": {2: 0.4}, "layoutUnclipRatio": [1.0, 1.2]}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ({}, "field 'file'"),
+        ({"file": "aGk=", "layoutTreshold": 0.5}, "field 'layoutTreshold': unknown field"),
+        ({"file": "aGk=", "fileType": 3}, "field 'fileType'"),
+        ({"file": "aGk=", "topP": 2}, "field 'topP'"),
+    ],
+)
+def test_bad_requests_name_the_problem(raw, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        parse_request(raw)
+
+
+@pytest.mark.parametrize(
+    ("file", "message"),
+    [("@@not-base64@@", "not valid base64"), ("https://example.com/a.pdf", "URL"), ("", "field 'file'")],
+)
+def test_file_field_problems_are_named(file, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        parse_request({"file": file}).file_bytes()
+
+
+def test_data_uri_file_is_accepted():
+    data = base64.b64encode(b"%PDF-1.7").decode()
+    assert parse_request({"file": f"data:application/pdf;base64,{data}"}).file_bytes() == b"%PDF-1.7"
+
+
+def test_layout_options_alone_validate_like_the_request():
+    assert parse_request({"layoutNms": True}, LayoutOptions).layout_params().nms is True
+    with pytest.raises(InvalidRequestError, match="file"):
+        parse_request({"file": "x"}, LayoutOptions)
+
+
+def test_collect_events_orders_pages_and_needs_the_final():
+    events = [page_event("id", 1, {"p": 1}), page_event("id", 0, {"p": 0}),
+              final_event("id", {"numPages": 2}, {})]
+    result = collect_events("id", events)
+    assert result["layoutParsingResults"] == [{"p": 0}, {"p": 1}]
+    assert result["dataInfo"] == {"numPages": 2}
+    with pytest.raises(Exception, match="final"):
+        collect_events("id", events[:2])
