@@ -20,6 +20,7 @@ from docparse.types import Task
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HPS_",
+        env_ignore_empty=True,  # "HPS_LAYOUT_MODEL_DIR=" in a .env means unset
         extra="ignore",
         populate_by_name=True,
         frozen=True,
@@ -128,6 +129,18 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name -> the environment variable that sets it."""
+        names = {}
+        for name, info in cls.model_fields.items():
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices):
+                names[name] = str(alias.choices[0])
+            else:
+                names[name] = f"{cls.model_config['env_prefix']}{name}".upper()
+        return names
 
     @property
     def layout_device_name(self) -> str:
