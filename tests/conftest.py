@@ -1,5 +1,6 @@
-"""A real tritonserver on free ports, serving model_repository/ with the stand-in layout
-model and pointed at the VLM stand-in. Started once per session; always stopped."""
+"""Shared fixtures: a real tritonserver on free ports serving model_repository/ with the
+stand-in layout model, pointed at the VLM stand-in. Started once per session, only when a
+test asks; always stopped."""
 
 from __future__ import annotations
 
