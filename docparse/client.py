@@ -19,24 +19,26 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from docparse.errors import DocParseError, InvalidRequestError, LimitExceededError, RecognitionError
+from docparse.errors import DeadlineExceededError, DocParseError, error_for_status, split_status
 from docparse.protocol import FINAL_EVENT
 
-# gRPC status names that Triton errors arrive with -> our error classes.
-_ERRORS_BY_GRPC_STATUS = {
-    "StatusCode.INVALID_ARGUMENT": InvalidRequestError,
-    "StatusCode.UNIMPLEMENTED": LimitExceededError,
-    "StatusCode.UNAVAILABLE": RecognitionError,
+# gRPC status names of Triton errors -> HTTP-like status, for errors without a status tag.
+_STATUS_BY_GRPC_CODE = {
+    "StatusCode.INVALID_ARGUMENT": 422,
+    "StatusCode.UNIMPLEMENTED": 413,
+    "StatusCode.UNAVAILABLE": 503,
+    "StatusCode.CANCELLED": 499,
+    "StatusCode.DEADLINE_EXCEEDED": 504,
 }
 
 
-class TritonRequestError(DocParseError):
-    """Triton answered a request with an error. ``status`` follows docparse.errors."""
-
-
 def error_from_triton(exc: Any) -> DocParseError:
-    cls = _ERRORS_BY_GRPC_STATUS.get(str(exc.status()), TritonRequestError)
-    return cls(exc.message())
+    """Our error for a tritonclient exception: the status tag our models put at the start
+    of messages (streams carry no code), else the gRPC code, else 500."""
+    status, message = split_status(exc.message() or str(exc))
+    if status is None:
+        status = _STATUS_BY_GRPC_CODE.get(str(exc.status()), 500)
+    return error_for_status(status, message)
 
 
 def request_for(document: str | Path | bytes, **options: Any) -> dict:
@@ -77,7 +79,7 @@ class TritonLayoutClient:
                 try:
                     result, error = results.get(timeout=self.timeout)
                 except queue.Empty:
-                    raise TritonRequestError(
+                    raise DeadlineExceededError(
                         f"no response from Triton within {self.timeout:.0f} s"
                     ) from None
                 if error is not None:

@@ -7,6 +7,8 @@ Messages are written for the person who sent the request: they name the problem.
 
 from __future__ import annotations
 
+import re
+
 
 class DocParseError(Exception):
     """Base class. ``status`` is the HTTP status that fits the error."""
@@ -46,3 +48,45 @@ class RecognitionError(DocParseError):
     """The recognition backend failed for a region after all retries."""
 
     status = 502
+
+
+class OverloadedError(DocParseError):
+    """No capacity for the request right now; the caller should retry later."""
+
+    status = 503
+
+
+class DeadlineExceededError(DocParseError):
+    """The request did not finish within its deadline; its work was cancelled."""
+
+    status = 504
+
+
+_ERROR_CLASSES: dict[int, type[DocParseError]] = {
+    cls.status: cls
+    for cls in (InvalidRequestError, LimitExceededError, RecognitionError, OverloadedError, DeadlineExceededError)
+}
+
+
+def error_for_status(status: int, message: str) -> DocParseError:
+    """The error class that fits an HTTP-like status, for errors crossing a process hop."""
+    error = _ERROR_CLASSES.get(status, DocParseError)(message)
+    error.status = status
+    return error
+
+
+# Triton's streaming gRPC API carries only an error's message, not its code, so our
+# models put the status at the start of the message: "[422] field 'file': not valid base64".
+_STATUS_TAG = re.compile(r"^\[(\d{3})\] ")
+
+
+def tag_status(status: int, message: str) -> str:
+    return f"[{status}] {message}"
+
+
+def split_status(message: str) -> tuple[int | None, str]:
+    """``(status, message)`` from a tagged message; ``(None, message)`` when untagged."""
+    match = _STATUS_TAG.match(message)
+    if match is None:
+        return None, message
+    return int(match.group(1)), message[match.end():]

@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 import threading
-from typing import Any, AsyncIterator, Coroutine
+from typing import Any, AsyncIterator, Coroutine, TypeVar
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -16,23 +16,28 @@ import triton_python_backend_utils as pb_utils
 from docparse.errors import (
     DocParseError,
     InvalidRequestError,
-    LimitExceededError,
-    RecognitionError,
+    error_for_status,
+    split_status,
+    tag_status,
 )
 
-# HTTP-like status of our errors <-> Triton error codes, so that a status survives a BLS
-# hop and reaches the gateway (which maps gRPC codes back the same way).
+# HTTP-like status of our errors -> Triton error codes (unary gRPC keeps the code). The
+# status also leads the message ("[422] ..."), because streamed errors keep only the message.
 _CODE_FOR_STATUS = {
     422: pb_utils.TritonError.INVALID_ARG,
     413: pb_utils.TritonError.UNSUPPORTED,
     502: pb_utils.TritonError.UNAVAILABLE,
+    503: pb_utils.TritonError.UNAVAILABLE,
     499: pb_utils.TritonError.CANCELLED,
 }
-_ERROR_FOR_CODE = {
-    pb_utils.TritonError.INVALID_ARG: InvalidRequestError,
-    pb_utils.TritonError.UNSUPPORTED: LimitExceededError,
-    pb_utils.TritonError.UNAVAILABLE: RecognitionError,
+_STATUS_FOR_CODE = {
+    pb_utils.TritonError.INVALID_ARG: 422,
+    pb_utils.TritonError.UNSUPPORTED: 413,
+    pb_utils.TritonError.UNAVAILABLE: 502,
+    pb_utils.TritonError.CANCELLED: 499,
 }
+
+T = TypeVar("T")
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -50,10 +55,13 @@ def configure_logging(level: str) -> None:
 def triton_error(exc: BaseException) -> "pb_utils.TritonError":
     """A TritonError with a message a user understands; unknown errors say what they are."""
     if isinstance(exc, DocParseError):
-        return pb_utils.TritonError(exc.message, _CODE_FOR_STATUS.get(exc.status, pb_utils.TritonError.INTERNAL))
-    if isinstance(exc, asyncio.CancelledError):
-        return pb_utils.TritonError("the request was cancelled", pb_utils.TritonError.CANCELLED)
-    return pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
+        status, message = exc.status, exc.message
+    elif isinstance(exc, asyncio.CancelledError):
+        status, message = 499, "the request was cancelled"
+    else:
+        status, message = 500, f"internal error: {type(exc).__name__}: {exc}"
+    code = _CODE_FOR_STATUS.get(status, pb_utils.TritonError.INTERNAL)
+    return pb_utils.TritonError(tag_status(status, message), code)
 
 
 def error_response(exc: BaseException) -> "pb_utils.InferenceResponse":
@@ -62,8 +70,8 @@ def error_response(exc: BaseException) -> "pb_utils.InferenceResponse":
 
 def docparse_error(error: "pb_utils.TritonError") -> DocParseError:
     """The core error matching a Triton error received from a BLS call."""
-    cls = _ERROR_FOR_CODE.get(error.code(), DocParseError)
-    return cls(error.message())
+    status, message = split_status(error.message())
+    return error_for_status(status or _STATUS_FOR_CODE.get(error.code(), 500), message)
 
 
 def input_json(request: Any, name: str, required: bool = True) -> Any:
@@ -127,6 +135,24 @@ async def infer(request: "pb_utils.InferenceRequest") -> "pb_utils.InferenceResp
     if response.has_error():
         raise docparse_error(response.error())
     return response
+
+
+async def cancel_when_abandoned(request: Any, work: Coroutine[Any, Any, T], poll_seconds: float = 0.2) -> T:
+    """Run ``work``, cancelling it as soon as Triton marks the request cancelled (the
+    client went away or its deadline passed), so no VLM call is made for nobody.
+    The Python backend has no cancellation callback, hence the polling."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_seconds)
+            if done:
+                return task.result()
+            if request.is_cancelled():
+                task.cancel()
+                raise asyncio.CancelledError("the request was cancelled by its client")
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 class BackgroundLoop:

@@ -23,6 +23,7 @@ from docparse.settings import Settings
 from docparse.types import LayoutBox
 from docparse_triton.common import (
     FINAL,
+    cancel_when_abandoned,
     configure_logging,
     error_response,
     infer,
@@ -108,8 +109,11 @@ class TritonPythonModel:
                 sender.send(pb_utils.InferenceResponse([json_tensor("output", event)]))
 
             async with self._documents:
-                final = await self.pipeline.run(
-                    parsed, render_pages(data, parsed), emit, log_id, request.is_cancelled
+                final = await cancel_when_abandoned(
+                    request,
+                    self.pipeline.run(
+                        parsed, render_pages(data, parsed), emit, log_id, request.is_cancelled
+                    ),
                 )
             sender.send(flags=FINAL)
             log.info(
@@ -118,7 +122,10 @@ class TritonPythonModel:
             )
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - this request's answer
             log.warning("logId=%s failed: %s", log_id or "-", exc)
-            sender.send(error_response(exc), flags=FINAL)
+            try:
+                sender.send(error_response(exc), flags=FINAL)
+            except Exception as send_error:  # noqa: BLE001 - the client may be gone
+                log.info("logId=%s the error could not be sent: %s", log_id or "-", send_error)
         finally:
             self.in_flight -= 1
 
