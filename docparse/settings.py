@@ -123,6 +123,61 @@ class Settings(BaseSettings):
         description='Overrides of the task → prompt table, as JSON: {"text": "OCR:"}.',
     )
 
+    # --- gateway (gateway/) -----------------------------------------------------------
+    host: str = Field("0.0.0.0", description="Address the gateway listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the gateway listens on.")
+    uvicorn_workers: int = Field(
+        4,
+        ge=1,
+        validation_alias=AliasChoices("UVICORN_WORKERS", "uvicorn_workers"),
+        description="Gateway worker processes (gunicorn with uvicorn workers).",
+    )
+    triton_url: str = Field(
+        "127.0.0.1:8001", description="Triton's gRPC address (host:port) used by the gateway."
+    )
+    max_concurrent_requests: int = Field(
+        16, ge=1, description="Parsing requests each gateway worker sends to Triton at once."
+    )
+    max_concurrent_other_requests: int = Field(
+        256, ge=1, description="Other requests (health, metrics, docs) each worker serves at once."
+    )
+    queue_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a request may wait for a free slot; then 503 with Retry-After.",
+    )
+    inference_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="End-to-end deadline of one parsing request in seconds; then 504 and "
+        "the work in Triton is cancelled.",
+    )
+    health_check_timeout: float = Field(
+        5.0, gt=0, description="Seconds each readiness check (Triton, models, VLM) may take."
+    )
+    max_body_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (and fetched URL) in bytes; more is refused (413).",
+    )
+    allow_url_input: bool = Field(
+        False, description="Accept http(s) URLs in 'file'; the gateway fetches them."
+    )
+    url_allow_private: bool = Field(
+        False,
+        description="Let URL inputs reach private, loopback and link-local addresses "
+        "(off: no server-side request forgery).",
+    )
+    url_fetch_timeout: float = Field(30.0, gt=0, description="Seconds to fetch a URL input.")
+    graceful_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds in-flight requests get to finish when the gateway is stopped.",
+    )
+    log_health_checks: bool = Field(
+        False, description="Write access-log lines for /health and /metrics too."
+    )
+
     @field_validator("vlm_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
