@@ -1,0 +1,1 @@
+"""The REST gateway (FastAPI under gunicorn) in front of the Triton models."""

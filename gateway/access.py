@@ -1,0 +1,102 @@
+"""One structured log line and the metrics of every request; the second, larger limit
+on concurrent non-parsing requests (health, metrics, docs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from docparse.errors import OverloadedError
+from docparse.protocol import error_envelope, new_log_id
+from docparse.settings import Settings
+from gateway import metrics
+
+access_log = logging.getLogger("docparse.gateway.access")
+
+PARSING_ROUTES = ("/layout-parsing", "/layout-parsing/stream")
+QUIET_ROUTES = ("/health", "/health/ready", "/metrics")
+KNOWN_ROUTES = PARSING_ROUTES + QUIET_ROUTES + ("/docs", "/redoc", "/openapi.json")
+
+
+def configure_logging(level: str) -> None:
+    """Our loggers write to stderr (gunicorn's error log) at HPS_LOG_LEVEL."""
+    logger = logging.getLogger("docparse")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+class AccessLogMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware): streaming responses and cancellation pass
+    through untouched."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in KNOWN_ROUTES else "other"
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        metrics.IN_FLIGHT.labels(route=route).inc()
+        try:
+            if route in PARSING_ROUTES:  # they take an inference slot in the route
+                await self.app(scope, receive, send_and_record)
+            else:
+                await self._with_other_slot(scope, receive, send_and_record)
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.IN_FLIGHT.labels(route=route).dec()
+            metrics.REQUESTS.labels(route=route, status=str(status["code"])).inc()
+            metrics.LATENCY.labels(route=route).observe(seconds)
+            if route not in QUIET_ROUTES or self.settings.log_health_checks:
+                self._log(scope, route, status["code"], seconds)
+
+    async def _with_other_slot(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slots = scope["app"].state.gateway.other_slots
+        try:
+            await slots.acquire()
+        except OverloadedError as exc:
+            envelope = error_envelope(new_log_id(), exc.status, exc.message)
+            response = JSONResponse(
+                envelope, status_code=exc.status, headers={"Retry-After": str(slots.retry_after)}
+            )
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slots.release()
+
+    @staticmethod
+    def _log(scope: Scope, route: str, status: int, seconds: float) -> None:
+        state = scope.get("state", {})
+        line = {
+            "logId": state.get("log_id"),
+            "method": scope["method"],
+            "route": scope["path"] if route != "other" else route,
+            "status": status,
+            "pages": state.get("pages"),
+            "seconds": round(seconds, 3),
+        }
+        if state.get("stream_error"):
+            line["streamError"] = state["stream_error"]
+        access_log.info(json.dumps(line))

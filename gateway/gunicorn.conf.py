@@ -1,0 +1,46 @@
+"""gunicorn settings for the gateway, all read from the one settings object:
+
+    gunicorn -c gateway/gunicorn.conf.py
+
+UVICORN_WORKERS worker processes, each with its own event loop, Triton client and
+concurrency limits; HPS_GRACEFUL_TIMEOUT seconds for in-flight requests on SIGTERM.
+"""
+
+import os
+import shutil
+import tempfile
+
+from docparse.settings import Settings
+
+_settings = Settings()
+
+wsgi_app = "gateway.app:create_app()"
+bind = [f"{_settings.host}:{_settings.port}"]
+workers = _settings.uvicorn_workers
+worker_class = "uvicorn_worker.UvicornWorker"
+graceful_timeout = int(_settings.graceful_timeout)
+# A worker that stops answering the master's heartbeat for this long is restarted. Long
+# documents do not block the heartbeat: the event loop keeps running while they stream.
+timeout = 60
+keepalive = 75  # longer than common load balancers' idle timeout (60 s)
+accesslog = None  # the gateway writes its own structured line per request
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+
+# Metrics of all workers in one scrape (gateway/metrics.py).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hps-metrics-")
+    _own_metrics_dir = True
+else:
+    _own_metrics_dir = False
+
+
+def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ARG001 - gunicorn hook signature
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -1,0 +1,63 @@
+"""Prometheus metrics of the gateway.
+
+Under gunicorn every worker is its own process: ``gunicorn.conf.py`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, and ``/metrics`` then sums all
+workers' files, so one scrape sees the whole gateway whichever worker answers it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+REQUESTS = Counter(
+    "hps_requests_total", "Requests answered, by route and HTTP status.", ["route", "status"]
+)
+LATENCY = Histogram(
+    "hps_request_duration_seconds",
+    "Seconds from request to the end of the response, by route.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "hps_requests_in_flight",
+    "Requests being served now, by route.",
+    ["route"],
+    multiprocess_mode="livesum",
+)
+SLOT_WAIT = Histogram(
+    "hps_slot_wait_seconds",
+    "Seconds a request waited for a concurrency slot.",
+    ["kind"],
+    buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60),
+)
+REJECTIONS = Counter(
+    "hps_rejections_total",
+    "Requests refused before any work: busy (503), too large (413).",
+    ["reason"],
+)
+TIMEOUTS = Counter(
+    "hps_timeouts_total", "Parsing requests that passed HPS_INFERENCE_TIMEOUT (504)."
+)
+PAGES = Counter("hps_pages_total", "Pages returned to clients.")
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,102 @@
+"""The gateway's Triton connection: one grpc.aio client per worker process.
+
+Every parsing request is one gRPC stream to ``layout-parsing-stream``; the unary route
+collects the same events. Leaving the ``events`` iterator early (deadline, client gone)
+cancels the stream, and Triton then cancels the work (the orchestrator watches for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import AsyncIterator
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.utils import InferenceServerException
+
+from docparse.client import error_from_triton
+from docparse.errors import DocParseError, error_for_status
+from docparse.protocol import FINAL_EVENT
+
+STREAM_MODEL = "layout-parsing-stream"
+# Everything readiness checks: the models a request goes through.
+MODELS = ("layout-parsing-stream", "layout-parsing", "pdf_render", "layout_detection")
+
+
+def channel_args(max_body_bytes: int) -> list[tuple[str, int]]:
+    """Message limits that fit the largest accepted document (base64 in JSON grows it
+    by 4/3) and any result; keep-alive so idle connections survive proxies."""
+    send_limit = max_body_bytes * 4 // 3 + 16 * 1024 * 1024
+    return [
+        ("grpc.max_send_message_length", min(send_limit, 2**31 - 1)),
+        ("grpc.max_receive_message_length", -1),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class TritonConnection:
+    def __init__(self, url: str, max_body_bytes: int) -> None:
+        self.url = url
+        self.client = grpcaio.InferenceServerClient(url, channel_args=channel_args(max_body_bytes))
+
+    async def events(self, request: dict, log_id: str) -> AsyncIterator[dict]:
+        """The document's events (pages, then the final one); raises DocParseError."""
+        body = json.dumps(request, ensure_ascii=False).encode("utf-8")
+        tensor = grpcclient.InferInput("input", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([body], dtype=np.object_))
+
+        async def one_request():
+            yield {"model_name": STREAM_MODEL, "inputs": [tensor], "request_id": log_id}
+
+        responses = self.client.stream_infer(one_request())
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    raise error_from_triton(error)
+                output = result.as_numpy("output")
+                if output is None:
+                    continue
+                event = json.loads(output.reshape(-1)[0])
+                yield event
+                if event.get("type") == FINAL_EVENT:
+                    return
+            raise DocParseError("Triton closed the stream before the final response")
+        except InferenceServerException as exc:
+            raise unavailable_or(exc) from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, DocParseError):
+                raise
+            raise unavailable_or(exc) from None
+        finally:
+            responses.cancel()  # no-op when finished; stops Triton's work otherwise
+
+    async def check_ready(self, timeout: float) -> None:
+        """Raise with the failing part named unless Triton and every model are ready."""
+        try:
+            if not await self.client.is_server_ready(client_timeout=timeout):
+                raise RuntimeError(f"Triton at {self.url} is not ready")
+            for model in MODELS:
+                if not await self.client.is_model_ready(model, client_timeout=timeout):
+                    raise RuntimeError(f"Triton model '{model}' is not ready")
+        except InferenceServerException as exc:
+            raise RuntimeError(f"Triton at {self.url} did not answer: {exc.message()}") from None
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def unavailable_or(exc: BaseException) -> DocParseError:
+    """Connection problems become 503 naming Triton; anything else keeps its status."""
+    text = str(exc)
+    if isinstance(exc, InferenceServerException):
+        if "StatusCode.UNAVAILABLE" in str(exc.status()) or "failed to connect" in text.lower():
+            return error_for_status(503, f"the inference server is unavailable: {exc.message()}")
+        return error_from_triton(exc)
+    return error_for_status(503, f"the inference server is unavailable: {type(exc).__name__}: {text}")
