@@ -67,13 +67,13 @@ class TritonConnection:
                     return
             raise DocParseError("Triton closed the stream before the final response")
         except InferenceServerException as exc:
-            raise unavailable_or(exc) from None
+            raise self._unavailable_or(exc) from None
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if isinstance(exc, DocParseError):
                 raise
-            raise unavailable_or(exc) from None
+            raise self._unavailable_or(exc) from None
         finally:
             responses.cancel()  # no-op when finished; stops Triton's work otherwise
 
@@ -88,15 +88,16 @@ class TritonConnection:
         except InferenceServerException as exc:
             raise RuntimeError(f"Triton at {self.url} did not answer: {exc.message()}") from None
 
+    def _unavailable_or(self, exc: BaseException) -> DocParseError:
+        """Connection problems become 503 naming Triton; other errors keep their status."""
+        if isinstance(exc, InferenceServerException) and "UNAVAILABLE" not in str(exc.status()):
+            return error_from_triton(exc)
+        details = exc.details() if hasattr(exc, "details") else None  # grpc.aio.AioRpcError
+        if isinstance(exc, InferenceServerException):
+            details = exc.message()
+        return error_for_status(
+            503, f"the inference server (Triton at {self.url}) is unavailable: {details or exc}"
+        )
+
     async def close(self) -> None:
         await self.client.close()
-
-
-def unavailable_or(exc: BaseException) -> DocParseError:
-    """Connection problems become 503 naming Triton; anything else keeps its status."""
-    text = str(exc)
-    if isinstance(exc, InferenceServerException):
-        if "StatusCode.UNAVAILABLE" in str(exc.status()) or "failed to connect" in text.lower():
-            return error_for_status(503, f"the inference server is unavailable: {exc.message()}")
-        return error_from_triton(exc)
-    return error_for_status(503, f"the inference server is unavailable: {type(exc).__name__}: {text}")

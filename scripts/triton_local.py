@@ -16,41 +16,22 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scripts.processes import LaunchError, die_with_parent, free_port, http_ok, log_tail, stop_group, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
 
 
-class TritonLaunchError(RuntimeError):
+class TritonLaunchError(LaunchError):
     """tritonserver could not be started or did not become ready."""
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the process that started it dies, so
-    a killed test run or launcher never leaves a server behind (Linux prctl)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def free_port() -> int:
-    """A port the OS says is free on 127.0.0.1 now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pytriton_dir() -> Path:
@@ -197,7 +178,7 @@ class TritonServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         try:
@@ -208,47 +189,21 @@ class TritonServer:
         return self
 
     def log_tail(self, lines: int = 60) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines)
 
     def is_ready(self) -> bool:
-        url = f"http://{self.http_url}/v2/health/ready"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"http://{self.http_url}/v2/health/ready")
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise TritonLaunchError(
-                    f"tritonserver exited with code {self.process.returncode} before it "
-                    f"was ready. Log tail:\n{self.log_tail()}"
-                )
-            if self.is_ready():
-                return
-            time.sleep(0.2)
-        raise TritonLaunchError(
-            f"tritonserver was not ready after {self.ready_timeout:.0f} s. "
-            f"Log tail:\n{self.log_tail()}"
-        )
+        assert self.process is not None
+        try:
+            wait_until_ready("tritonserver", self.is_ready, self.process, self.ready_timeout, self.log_path)
+        except LaunchError as exc:
+            raise TritonLaunchError(str(exc)) from None
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (models' finalize runs), then SIGKILL the group past ``timeout``."""
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_group(self.process, timeout)
         if self._workdir is not None:
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)
 

@@ -1,0 +1,69 @@
+"""Run the gateway under gunicorn (uvicorn workers) on 127.0.0.1, wait for /health.
+
+Used by the end-to-end tests and ``make run``. Settings come from the environment
+(``env`` adds to it), exactly as in production: ``gunicorn -c gateway/gunicorn.conf.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scripts.processes import die_with_parent, free_port, http_ok, log_tail, stop_group, wait_until_ready
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class GatewayServer:
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    workers: int = 2
+    log_path: Path | None = None
+    ready_timeout: float = 60.0
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "GatewayServer":
+        self.port = self.port or free_port()
+        env = dict(os.environ)
+        env.update({"HPS_HOST": "127.0.0.1", "HPS_PORT": str(self.port), "UVICORN_WORKERS": str(self.workers)})
+        env.update(self.env)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py makes a fresh one
+        if self.log_path is None:
+            self.log_path = Path(tempfile.mkdtemp(prefix="docparse-gateway-")) / "gateway.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gateway" / "gunicorn.conf.py")],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        try:
+            wait_until_ready("the gateway", lambda: http_ok(f"{self.url}/health"), self.process, self.ready_timeout, self.log_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def log_tail(self, lines: int = 60) -> str:
+        return log_tail(self.log_path, lines)
+
+    def stop(self, timeout: float = 40.0) -> None:
+        stop_group(self.process, timeout)
+
+    def __enter__(self) -> "GatewayServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,87 @@
+"""Small pieces every local launcher needs: a free port, a child that dies with its
+parent, waiting for readiness with a time limit, stopping a process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+
+class LaunchError(RuntimeError):
+    """A server could not be started or did not become ready in time."""
+
+
+def free_port() -> int:
+    """A port the OS says is free on 127.0.0.1 now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies, so
+    a killed test run or launcher never leaves a server behind (Linux prctl)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def log_tail(path: Path | None, lines: int = 60) -> str:
+    if path is None or not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_until_ready(
+    name: str,
+    ready: Callable[[], bool],
+    process: subprocess.Popen,
+    timeout: float,
+    log_path: Path | None,
+) -> None:
+    """Poll ``ready`` until it is true; fail with the log tail if the process exits or
+    ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LaunchError(
+                f"{name} exited with code {process.returncode} before it was ready. "
+                f"Log tail:\n{log_tail(log_path)}"
+            )
+        if ready():
+            return
+        time.sleep(0.2)
+    raise LaunchError(f"{name} was not ready after {timeout:.0f} s. Log tail:\n{log_tail(log_path)}")
+
+
+def stop_group(process: subprocess.Popen | None, timeout: float = 30.0) -> None:
+    """SIGTERM the process group (graceful), SIGKILL it past ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
