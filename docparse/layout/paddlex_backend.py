@@ -177,32 +177,38 @@ class PaddlexLayoutDetector:
         )
         if len(results) != len(pages):
             raise RuntimeError(f"PaddleX returned {len(results)} results for {len(pages)} pages")
-        return [self._boxes(result["boxes"], page.shape) for result, page in zip(results, pages)]
+        return [
+            layout_boxes(result["boxes"], page.shape[1], page.shape[0], self._reading_order)
+            for result, page in zip(results, pages)
+        ]
 
-    def _boxes(self, items: list[dict], shape: tuple[int, ...]) -> list[LayoutBox]:
-        """PaddleX box dicts as LayoutBoxes, clipped to the page. For V2/V3 the list
-        is already in the model's reading order, which becomes ``order`` (1-based) for
-        every box; PaddleX's own ``order`` leaves headers, tables, images... unnumbered."""
-        height, width = shape[:2]
-        boxes = []
-        for item in items:
-            x1, y1, x2, y2 = (float(v) for v in item["coordinate"])
-            x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
-            y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
-            if x2 <= x1 or y2 <= y1:
-                continue
-            polygon = item.get("polygon_points")
-            boxes.append(
-                LayoutBox(
-                    label=str(item["label"]),
-                    score=float(item["score"]),
-                    coordinate=(x1, y1, x2, y2),
-                    cls_id=int(item["cls_id"]),
-                    order=len(boxes) + 1 if self._reading_order else None,
-                    polygon=_clip_polygon(polygon, width, height) if polygon is not None else None,
-                )
+
+def layout_boxes(items: list[dict], width: int, height: int, reading_order: bool) -> list[LayoutBox]:
+    """PaddleX box dicts as LayoutBoxes clipped to a ``width`` x ``height`` page.
+
+    With ``reading_order`` (V2/V3) PaddleX has already sorted the list by the model's
+    reading-order prediction; that position becomes ``order`` (1-based) for every box,
+    whereas PaddleX's own ``order`` leaves headers, tables, images... unnumbered.
+    """
+    boxes = []
+    for item in items:
+        x1, y1, x2, y2 = (float(v) for v in item["coordinate"])
+        x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+        y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+        if x2 <= x1 or y2 <= y1:
+            continue
+        polygon = item.get("polygon_points")
+        boxes.append(
+            LayoutBox(
+                label=str(item["label"]),
+                score=float(item["score"]),
+                coordinate=(x1, y1, x2, y2),
+                cls_id=int(item["cls_id"]),
+                order=len(boxes) + 1 if reading_order else None,
+                polygon=_clip_polygon(polygon, width, height) if polygon is not None else None,
             )
-        return boxes
+        )
+    return boxes
 
 
 def _clip_polygon(points: Any, width: int, height: int) -> tuple[tuple[float, float], ...]:
