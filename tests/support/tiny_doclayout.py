@@ -203,7 +203,8 @@ def build_model_dir(out: Path, name: str = "PP-DocLayoutV3") -> Path:
         paddle.static.InputSpec([None, 3, None, None], "float32", name="image"),
         paddle.static.InputSpec([None, 2], "float32", name="scale_factor"),
     ]
-    paddle.jit.save(paddle.jit.to_static(layer, input_spec=input_spec), str(out / "inference"))
+    static = paddle.jit.to_static(layer, input_spec=input_spec, full_graph=True)
+    paddle.jit.save(static, str(out / "inference"))
     with open(out / "inference.yml", "w", encoding="utf-8") as f:
         yaml.safe_dump(_inference_yml(name, spec), f, sort_keys=False)
     return out
