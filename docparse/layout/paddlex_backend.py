@@ -77,8 +77,13 @@ def check_model_dir(model_name: str, model_dir: Path | str | None) -> Path:
 
 def _configured_model_name(path: Path) -> str | None:
     """``Global.model_name`` of an ``inference.yml``."""
-    import yaml  # comes with paddlex
-
+    try:
+        import yaml  # comes with paddlex
+    except ImportError as exc:
+        raise ModelSetupError(
+            "PyYAML is not installed; install the PaddleX layout backend with "
+            "pip install -e '.[paddle]'."
+        ) from exc
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
