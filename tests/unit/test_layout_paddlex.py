@@ -112,10 +112,9 @@ def test_no_pages_means_no_predict_call(detector, monkeypatch):
     assert calls == []
 
 
-def test_batch_size_bounds_each_forward_pass(detector, monkeypatch):
-    calls = spy_on_predict(detector, monkeypatch)
-    small = PaddlexLayoutDetector.__new__(PaddlexLayoutDetector)
-    small.__dict__.update(detector.__dict__, batch_size=2)
+def test_batch_size_bounds_each_forward_pass(v3_dir, monkeypatch):
+    small = PaddlexLayoutDetector("PP-DocLayoutV3", v3_dir, batch_size=2)
+    calls = spy_on_predict(small, monkeypatch)
 
     found = small.detect([white_page(100 + i, 80) for i in range(3)], LayoutParams())
 
