@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from docparse.recognition.crops import crop_region
 from docparse.types import LayoutBox, RegionResult, Task
 
 _HEADING_PREFIX = {"doc_title": "# ", "paragraph_title": "## "}
@@ -124,14 +125,6 @@ def jpeg_base64(image: np.ndarray | Image.Image, quality: int = 90) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def crop_box(page: np.ndarray, box: LayoutBox) -> np.ndarray:
-    height, width = page.shape[:2]
-    x1, y1, x2, y2 = box.coordinate
-    left, top = max(0, int(x1)), max(0, int(y1))
-    right, bottom = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
-    return page[top:max(top + 1, bottom), left:max(left + 1, right)]
-
-
 def draw_layout(page: np.ndarray, boxes: Sequence[LayoutBox], order: Sequence[int]) -> Image.Image:
     """The page with each box outlined and labelled with its reading position."""
     picture = Image.fromarray(page).convert("RGB")
@@ -186,7 +179,7 @@ def build_page_result(page: np.ndarray, blocks: Sequence[Block], ctx: PageContex
     images = {}
     if ctx.return_images:
         images = {
-            block.image_path: jpeg_base64(crop_box(page, block.box))
+            block.image_path: jpeg_base64(crop_region(page, block.box))
             for block in blocks
             if block.image_path
         }

@@ -1,0 +1,90 @@
+"""Region crops: cut from the page, sized for the VLM, encoded for the request.
+
+Cropping lives here only; assembly uses ``crop_region`` for figure crops too, so a figure
+and the picture the VLM reads are cut the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from docparse.types import LayoutBox
+
+# Qwen2-VL-style vision encoders (GLM-OCR's included) read 28x28 pixel patches.
+PATCH = 28
+
+
+def crop_region(page: np.ndarray, box: LayoutBox, padding: int = 0) -> np.ndarray:
+    """The part of ``page`` under ``box`` plus ``padding`` pixels, clipped to the page and
+    at least 1x1. With a polygon, pixels outside it are painted white so that a slanted
+    or irregular region does not carry its neighbours' text."""
+    height, width = page.shape[:2]
+    x1, y1, x2, y2 = box.coordinate
+    left = min(max(0, math.floor(x1) - padding), width - 1)
+    top = min(max(0, math.floor(y1) - padding), height - 1)
+    right = max(left + 1, min(width, math.ceil(x2) + padding))
+    bottom = max(top + 1, min(height, math.ceil(y2) + padding))
+    crop = page[top:bottom, left:right]
+    if box.polygon is None or len(box.polygon) < 3:
+        return crop
+    mask = Image.new("1", (right - left, bottom - top), 0)
+    ImageDraw.Draw(mask).polygon([(x - left, y - top) for x, y in box.polygon], fill=1, outline=1)
+    masked = crop.copy()
+    masked[~np.asarray(mask, dtype=bool)] = 255
+    return masked
+
+
+def fit_pixels(
+    width: int, height: int, min_pixels: int, max_pixels: int, factor: int = PATCH
+) -> tuple[int, int]:
+    """The Qwen2-VL "smart resize": ``(w, h)`` both multiples of ``factor``, area within
+    ``[min_pixels, max_pixels]``, aspect ratio kept as well as the grid allows.
+
+    The cap wins over the floor and over the aspect ratio: a huge crop would overflow
+    vLLM's encoder cache, while a too-thin strip only loses some aspect fidelity.
+    """
+    if max_pixels < factor * factor:
+        raise ValueError(f"max_pixels {max_pixels} is below one {factor}x{factor} patch")
+    if min_pixels > max_pixels:
+        raise ValueError(f"min_pixels {min_pixels} is larger than max_pixels {max_pixels}")
+    width, height = max(1, width), max(1, height)
+    w = max(factor, round(width / factor) * factor)
+    h = max(factor, round(height / factor) * factor)
+    if w * h > max_pixels:
+        scale = math.sqrt(max_pixels / (width * height))
+        w = max(factor, math.floor(width * scale / factor) * factor)
+        h = max(factor, math.floor(height * scale / factor) * factor)
+    elif w * h < min_pixels:
+        scale = math.sqrt(min_pixels / (width * height))
+        w = math.ceil(width * scale / factor) * factor
+        h = math.ceil(height * scale / factor) * factor
+    # Very thin strips: the one-patch floor of the short side can push the area past the
+    # cap; take the excess from the long side.
+    cells = max_pixels // (factor * factor)
+    if (w // factor) * (h // factor) > cells:
+        if w >= h:
+            w = max(1, cells // (h // factor)) * factor
+        else:
+            h = max(1, cells // (w // factor)) * factor
+    return w, h
+
+
+def resize_for_vlm(crop: np.ndarray, min_pixels: int, max_pixels: int) -> np.ndarray:
+    """``crop`` resized to the size ``fit_pixels`` gives (bicubic)."""
+    height, width = crop.shape[:2]
+    size = fit_pixels(width, height, min_pixels, max_pixels)
+    if size == (width, height):
+        return crop
+    return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BICUBIC))
+
+
+def encode_jpeg_data_uri(image: np.ndarray, quality: int = 95) -> str:
+    """``data:image/jpeg;base64,...``: how an OpenAI chat message carries an image."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
