@@ -1,0 +1,292 @@
+"""Recognition by a VLM (GLM-OCR served by vLLM) over the OpenAI chat-completions API.
+
+``VlmClient`` is the HTTP side: pooled connections, one process-wide limit on calls in
+flight (matched to vLLM's --max-num-seqs, so we queue here rather than pile up there),
+retries with backoff on what a retry can fix. ``VlmRecognizer`` is the page side: crops,
+prompts, per-request parameters, and one result per region whatever happens to the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from typing import Sequence
+
+import httpx
+import numpy as np
+
+from docparse.errors import DocParseError, RecognitionError
+from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
+from docparse.recognition.tasks import TaskTable
+from docparse.settings import Settings
+from docparse.types import RecognitionParams, RegionJob, RegionResult, Task
+
+log = logging.getLogger("docparse.vlm")
+
+# Failures a later attempt can get past: the server was busy, restarting or slow, or a
+# pooled connection had been closed under us. Everything else would fail the same way again.
+RETRYABLE_EXCEPTIONS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadTimeout,
+    httpx.ReadError,
+    httpx.RemoteProtocolError,
+)
+ERROR_EXCERPT = 200  # characters of the server's error message kept in ours
+
+
+def is_retryable(outcome: httpx.Response | Exception) -> bool:
+    """The one rule for retries: 429, 5xx and the transport failures above."""
+    if isinstance(outcome, httpx.Response):
+        return outcome.status_code == 429 or outcome.status_code >= 500
+    return isinstance(outcome, RETRYABLE_EXCEPTIONS)
+
+
+def server_message(response: httpx.Response) -> str:
+    """The server's own words: OpenAI's ``error.message`` when present, else the body."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    message = " ".join(str(message).split())
+    return message[:ERROR_EXCERPT] + ("…" if len(message) > ERROR_EXCERPT else "")
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds, when the server sent one as a number."""
+    try:
+        seconds = float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+    return max(0.0, seconds)
+
+
+class VlmClient:
+    """Calls ``{base_url}/chat/completions`` with one image and one prompt."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        max_concurrency: int = 64,
+        timeout: float = 120.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        backoff_max: float = 8.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            ),
+            transport=transport,
+        )
+        self._slots: asyncio.Semaphore | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "VlmClient":
+        return cls(
+            settings.vlm_url,
+            settings.vlm_model,
+            api_key=settings.vlm_api_key,
+            max_concurrency=settings.vlm_max_concurrency,
+            timeout=settings.vlm_timeout,
+            connect_timeout=settings.vlm_connect_timeout,
+            max_retries=settings.vlm_max_retries,
+            backoff=settings.vlm_retry_backoff,
+            backoff_max=settings.vlm_retry_backoff_max,
+        )
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """The limit on calls in flight, made on first use inside the running loop (a
+        Triton stub's loop exists only once ``execute`` runs)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+        return self._slots
+
+    async def complete(
+        self,
+        image_data_uri: str,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
+        request_id: str = "",
+    ) -> str:
+        """The model's answer for one image and prompt. Raises ``RecognitionError`` once
+        the retries are spent or when retrying cannot help."""
+        body: dict = {
+            "model": self.model,
+            "messages": [{
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image_data_uri}},
+                    {"type": "text", "text": prompt},
+                ],
+            }],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        if top_p is not None:
+            body["top_p"] = top_p
+        if repetition_penalty is not None:
+            body["repetition_penalty"] = repetition_penalty
+        headers = {"X-Request-Id": request_id}
+        attempts = self.max_retries + 1
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome: httpx.Response | Exception
+            try:
+                async with self.slots:
+                    outcome = await self._http.post(self.url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                outcome = exc
+            if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
+                return answer_content(outcome)
+            problem = self._describe(outcome, attempt)
+            if attempt == attempts or not is_retryable(outcome):
+                log.warning("logId=%s VLM call failed: %s", request_id or "-", problem)
+                raise RecognitionError(problem)
+            delay = self._delay(attempt, outcome)
+            log.warning(
+                "logId=%s VLM call failed (attempt %d of %d), retrying in %.2f s: %s",
+                request_id or "-", attempt, attempts, delay, problem,
+            )
+            await asyncio.sleep(delay)
+
+    def _delay(self, attempt: int, outcome: httpx.Response | Exception) -> float:
+        """Retry-After when the server gave one, else exponential backoff with full
+        jitter (spreads the retries of many regions that failed together); both capped."""
+        if isinstance(outcome, httpx.Response) and (wait := retry_after(outcome)) is not None:
+            return min(wait, self.backoff_max)
+        return random.uniform(0, min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
+
+    def _describe(self, outcome: httpx.Response | Exception, attempts: int) -> str:
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        if isinstance(outcome, httpx.Response):
+            return f"VLM answered {outcome.status_code} after {tries}: {server_message(outcome)}"
+        if isinstance(outcome, httpx.ConnectTimeout):
+            return f"VLM at {self.url} did not accept a connection within {self.connect_timeout:g} s ({tries})"
+        if isinstance(outcome, httpx.TimeoutException):
+            return f"VLM timed out after {self.timeout:g} s ({tries})"
+        if isinstance(outcome, httpx.ConnectError):
+            return f"VLM at {self.url} could not be reached after {tries}: {outcome}"
+        return f"VLM call failed after {tries}: {type(outcome).__name__}: {outcome}"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def answer_content(response: httpx.Response) -> str:
+    """``choices[0].message.content`` of a chat-completions answer."""
+    try:
+        content = response.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        content = None
+    if not isinstance(content, str):
+        raise RecognitionError(
+            f"VLM answer has no choices[0].message.content: {response.text[:ERROR_EXCERPT]}"
+        )
+    return content
+
+
+_FENCE = re.compile(r"^```[\w+-]*[ \t]*\n?(.*?)\n?```$", re.DOTALL)
+_DISPLAY_MATH = re.compile(r"^\$\$(.*)\$\$$", re.DOTALL)
+
+
+def clean_answer(text: str, task: Task) -> str:
+    """The answer without what GLM-OCR sometimes wraps around tables and formulas: a
+    Markdown code fence, and for formulas ``$$`` (assembly adds its own)."""
+    text = text.strip()
+    if task in (Task.TABLE, Task.FORMULA) and (fenced := _FENCE.match(text)):
+        text = fenced.group(1).strip()
+    if task is Task.FORMULA and (math := _DISPLAY_MATH.match(text)):
+        text = math.group(1).strip()
+    return text
+
+
+class VlmRecognizer:
+    """Reads each TEXT, TABLE and FORMULA region of a page with the VLM, all at once."""
+
+    def __init__(self, client: VlmClient, tasks: TaskTable, settings: Settings) -> None:
+        self.client = client
+        self.tasks = tasks
+        self.settings = settings
+        self.name = f"vlm:{client.model}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "VlmRecognizer":
+        return cls(VlmClient.from_settings(settings), TaskTable.from_settings(settings), settings)
+
+    async def recognize(
+        self, page: np.ndarray, jobs: Sequence[RegionJob], params: RecognitionParams
+    ) -> list[RegionResult]:
+        return list(await asyncio.gather(*(self._region(page, job, params) for job in jobs)))
+
+    async def _region(self, page: np.ndarray, job: RegionJob, params: RecognitionParams) -> RegionResult:
+        """One region's result; a failure is kept in the result, never raised."""
+        if job.task in (Task.IMAGE, Task.DROP):
+            return RegionResult("")
+        started = time.perf_counter()
+        try:
+            content = await self._read(page, job, params)
+        except Exception as exc:  # noqa: BLE001 - one region's failure stays with that region
+            if isinstance(exc, DocParseError):
+                message = exc.message  # the client has logged it
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+                log.exception("logId=%s region %s failed", params.log_id or "-", job.box.label)
+            return RegionResult(error=message, timings={"seconds": time.perf_counter() - started})
+        return RegionResult(content, timings={"seconds": time.perf_counter() - started})
+
+    async def _read(self, page: np.ndarray, job: RegionJob, params: RecognitionParams) -> str:
+        settings = self.settings
+        prompt = self.tasks.prompt_for(job.task)
+        image = await asyncio.to_thread(
+            self._encode,
+            page,
+            job,
+            settings.crop_min_pixels if params.min_pixels is None else params.min_pixels,
+            settings.crop_max_pixels if params.max_pixels is None else params.max_pixels,
+        )
+        answer = await self.client.complete(
+            image,
+            prompt,
+            max_tokens=settings.vlm_max_tokens if params.max_new_tokens is None else params.max_new_tokens,
+            temperature=settings.vlm_temperature if params.temperature is None else params.temperature,
+            top_p=params.top_p,
+            repetition_penalty=params.repetition_penalty,
+            request_id=params.log_id,
+        )
+        return clean_answer(answer, job.task)
+
+    def _encode(self, page: np.ndarray, job: RegionJob, min_pixels: int, max_pixels: int) -> str:
+        """Crop, resize and JPEG-encode: the CPU part, run off the event loop."""
+        crop = crop_region(page, job.box, self.settings.crop_padding)
+        return encode_jpeg_data_uri(resize_for_vlm(crop, min_pixels, max_pixels))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
