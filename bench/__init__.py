@@ -1,0 +1,1 @@
+"""Benchmark tools and the VLM stand-in used by tests and benchmarks."""
