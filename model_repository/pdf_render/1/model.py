@@ -34,7 +34,7 @@ class TritonPythonModel:
                 open_document, data.tobytes(), options.get("fileType"), self.settings
             )
             try:
-                indices = parse_page_ranges(options.get("pages"), document.page_count)
+                indices = parse_page_ranges(options.get("pages"), document.page_count, self.settings.max_pages)
                 dpi = int(options.get("dpi") or self.settings.render_dpi)
                 pages = document.render(indices, dpi)
                 end = object()
