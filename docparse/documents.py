@@ -25,7 +25,9 @@ IMAGE = "image"
 MIN_DPI = 36
 
 # Sniffed format → how messages name it.
-FORMAT_NAMES = {"PDF": "PDF", "PNG": "PNG", "JPEG": "JPEG", "TIFF": "TIFF", "BMP": "BMP", "WEBP": "WebP"}
+FORMAT_NAMES = {
+    "PDF": "PDF", "PNG": "PNG", "JPEG": "JPEG", "TIFF": "TIFF", "BMP": "BMP", "WEBP": "WebP"
+}
 SUPPORTED_TYPES = ", ".join(FORMAT_NAMES.values())
 FILE_TYPES = {0: PDF, 1: IMAGE}  # the request's fileType
 _FILE_TYPE_NAMES = {0: "0 (PDF)", 1: "1 (image)"}
@@ -79,7 +81,9 @@ def resolve_kind(data: bytes, file_type: int | None) -> str:
     kind = PDF if name == "PDF" else IMAGE
     if file_type is not None and FILE_TYPES[file_type] != kind:
         found = "a PDF" if kind == PDF else f"a {FORMAT_NAMES[name]} image"
-        raise InvalidDocumentError(f"fileType is {_FILE_TYPE_NAMES[file_type]} but the file is {found}")
+        raise InvalidDocumentError(
+            f"fileType is {_FILE_TYPE_NAMES[file_type]} but the file is {found}"
+        )
     return kind
 
 
@@ -125,7 +129,9 @@ def _parse_range(part: str, spec: str, page_count: int) -> tuple[int, int]:
     if first == 0 or last == 0:
         raise InvalidRequestError(f"pages {spec!r}: pages are numbered from 1, there is no page 0")
     if last < first:
-        raise InvalidRequestError(f"pages {spec!r}: the range {part!r} is reversed; write {last}-{first}")
+        raise InvalidRequestError(
+            f"pages {spec!r}: the range {part!r} is reversed; write {last}-{first}"
+        )
     if last > page_count:
         raise _out_of_range(first if first > page_count else last, page_count)
     return first, last
@@ -218,7 +224,7 @@ class _ImageDocument(Document):
         super().__init__(settings)
         try:
             self._file = ImageFile(data)
-        except Image.DecompressionBombError:  # Pillow's own guard, above our limit
+        except Image.DecompressionBombError:  # Pillow's own guard (2 x Image.MAX_IMAGE_PIXELS)
             raise self._too_large() from None
         self.page_count = self._file.frame_count
         try:

@@ -119,9 +119,8 @@ class ImageFile:
     def __init__(self, data: bytes) -> None:
         try:
             self._image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-            self.frame_count: int = (
-                1 if self._image.format in _SINGLE_FRAME_FORMATS else getattr(self._image, "n_frames", 1)
-            )
+            single = self._image.format in _SINGLE_FRAME_FORMATS
+            self.frame_count: int = 1 if single else getattr(self._image, "n_frames", 1)
         except UnidentifiedImageError:
             raise InvalidDocumentError(
                 "the image could not be opened: it is damaged or not a supported image"

@@ -37,7 +37,10 @@ ENGLISH_TEXT = (
     "tables, formulas and figures are recognised separately and put back together in "
     "reading order."
 )
-CHINESE_TEXT = "版面解析先找出页面中的各个区域，再分别识别段落、表格、公式和图片，最后按阅读顺序组合成完整的文档。"
+CHINESE_TEXT = (
+    "版面解析先找出页面中的各个区域，再分别识别段落、表格、公式和图片，"
+    "最后按阅读顺序组合成完整的文档。"
+)
 PARAGRAPH_TITLE_TEXT = "1. Results"
 TABLE_ROWS: list[list[str]] = [
     ["Model", "Pages", "Seconds", "Score"],
@@ -87,11 +90,12 @@ def _draw_page(canvas: Canvas, page: int) -> None:
     canvas.drawCentredString(x + w / 2, y + h / 3, TITLE_TEXT)
 
     x, y, w, h = _box("text")
-    english = Paragraph(ENGLISH_TEXT, ParagraphStyle("en", fontName="Helvetica", fontSize=11, leading=15))
-    chinese = Paragraph(
-        CHINESE_TEXT,
-        ParagraphStyle("zh", fontName=_register_cjk_font(), fontSize=11, leading=16, wordWrap="CJK"),
+    english_style = ParagraphStyle("en", fontName="Helvetica", fontSize=11, leading=15)
+    chinese_style = ParagraphStyle(
+        "zh", fontName=_register_cjk_font(), fontSize=11, leading=16, wordWrap="CJK"
     )
+    english = Paragraph(ENGLISH_TEXT, english_style)
+    chinese = Paragraph(CHINESE_TEXT, chinese_style)
     _, en_height = english.wrapOn(canvas, w, h)
     _, zh_height = chinese.wrapOn(canvas, w, h)
     english.drawOn(canvas, x, y + h - en_height)
@@ -130,10 +134,11 @@ def _draw_page(canvas: Canvas, page: int) -> None:
 def _draw_formula(canvas: Canvas, x: float, y: float, w: float, h: float) -> None:
     """E = mc² and, beside it, the fraction (a + b) / 2c with a drawn bar."""
     middle = y + h / 2
+    left = x + 0.08 * w
     canvas.setFont("Times-Italic", 20)
-    canvas.drawString(x + 0.08 * w, middle - 7, "E = mc")
+    canvas.drawString(left, middle - 7, "E = mc")
     canvas.setFont("Times-Roman", 12)
-    canvas.drawString(x + 0.08 * w + canvas.stringWidth("E = mc", "Times-Italic", 20) + 1, middle + 4, "2")
+    canvas.drawString(left + canvas.stringWidth("E = mc", "Times-Italic", 20) + 1, middle + 4, "2")
     canvas.setFont("Times-Italic", 20)
     left = x + 0.55 * w
     canvas.drawString(left, middle - 7, "x =")
@@ -148,11 +153,12 @@ def _draw_figure(canvas: Canvas, x: float, y: float, w: float, h: float) -> None
     """A small bar chart with a circle: shapes, no text."""
     canvas.setLineWidth(1.5)
     canvas.rect(x + 4, y + 4, w - 8, h - 8)
-    bars = [0.35, 0.6, 0.45, 0.8, 0.55]
+    bars = [(0.35, "#1f77b4"), (0.6, "#ff7f0e"), (0.45, "#2ca02c"), (0.8, "#d62728"), (0.55, "#9467bd")]
     bar_width = (w * 0.6) / len(bars)
-    for i, fraction in enumerate(bars):
-        canvas.setFillColor(colors.HexColor(["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"][i]))
-        canvas.rect(x + 16 + i * bar_width * 1.1, y + 14, bar_width * 0.9, (h - 32) * fraction, fill=1)
+    for i, (fraction, colour) in enumerate(bars):
+        canvas.setFillColor(colors.HexColor(colour))
+        left = x + 16 + i * bar_width * 1.1
+        canvas.rect(left, y + 14, bar_width * 0.9, (h - 32) * fraction, fill=1)
     canvas.setFillColor(colors.orange)
     canvas.circle(x + w * 0.82, y + h / 2, min(w, h) * 0.2, fill=1)
     canvas.setFillColor(colors.black)
