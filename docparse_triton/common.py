@@ -21,21 +21,25 @@ from docparse.errors import (
     tag_status,
 )
 
-# HTTP-like status of our errors -> Triton error codes (unary gRPC keeps the code). The
-# status also leads the message ("[422] ..."), because streamed errors keep only the message.
-_CODE_FOR_STATUS = {
-    422: pb_utils.TritonError.INVALID_ARG,
-    413: pb_utils.TritonError.UNSUPPORTED,
-    502: pb_utils.TritonError.UNAVAILABLE,
-    503: pb_utils.TritonError.UNAVAILABLE,
-    499: pb_utils.TritonError.CANCELLED,
+# HTTP-like status of our errors <-> Triton error code names (unary gRPC keeps the code).
+# The status also leads the message ("[422] ..."): streamed errors keep only the message.
+# Names, not values: the stub adds TritonError to pb_utils only after models are imported.
+_CODE_NAME_FOR_STATUS = {
+    422: "INVALID_ARG",
+    413: "UNSUPPORTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    499: "CANCELLED",
 }
-_STATUS_FOR_CODE = {
-    pb_utils.TritonError.INVALID_ARG: 422,
-    pb_utils.TritonError.UNSUPPORTED: 413,
-    pb_utils.TritonError.UNAVAILABLE: 502,
-    pb_utils.TritonError.CANCELLED: 499,
-}
+_STATUS_FOR_CODE_NAME = {"INVALID_ARG": 422, "UNSUPPORTED": 413, "UNAVAILABLE": 502, "CANCELLED": 499}
+
+
+def _status_for_code(code: int) -> int:
+    for name, status in _STATUS_FOR_CODE_NAME.items():
+        if code == getattr(pb_utils.TritonError, name):
+            return status
+    return 500
+
 
 T = TypeVar("T")
 
@@ -60,7 +64,7 @@ def triton_error(exc: BaseException) -> "pb_utils.TritonError":
         status, message = 499, "the request was cancelled"
     else:
         status, message = 500, f"internal error: {type(exc).__name__}: {exc}"
-    code = _CODE_FOR_STATUS.get(status, pb_utils.TritonError.INTERNAL)
+    code = getattr(pb_utils.TritonError, _CODE_NAME_FOR_STATUS.get(status, "INTERNAL"))
     return pb_utils.TritonError(tag_status(status, message), code)
 
 
@@ -71,7 +75,7 @@ def error_response(exc: BaseException) -> "pb_utils.InferenceResponse":
 def docparse_error(error: "pb_utils.TritonError") -> DocParseError:
     """The core error matching a Triton error received from a BLS call."""
     status, message = split_status(error.message())
-    return error_for_status(status or _STATUS_FOR_CODE.get(error.code(), 500), message)
+    return error_for_status(status or _status_for_code(error.code()), message)
 
 
 def input_json(request: Any, name: str, required: bool = True) -> Any:

@@ -36,6 +36,9 @@ def channel_args(max_body_bytes: int) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # Notice a restarted Triton within seconds, not gRPC's default of up to 2 minutes.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 3000),
     ]
 
 
