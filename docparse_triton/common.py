@@ -117,6 +117,17 @@ _STREAM_READERS = concurrent.futures.ThreadPoolExecutor(
 _END = object()
 
 
+def use_large_default_executor(loop: asyncio.AbstractEventLoop) -> None:
+    """BLS ``async_exec`` waits for its answer in the loop's default executor (cpu_count
+    + 4 threads: 6 here), which silently capped documents in flight at 6. Give every loop
+    that makes BLS calls a pool as large as the documents it may hold."""
+    if getattr(loop, "_docparse_pool", None) is None:
+        loop._docparse_pool = concurrent.futures.ThreadPoolExecutor(  # type: ignore[attr-defined]
+            max_workers=256, thread_name_prefix="bls-exec"
+        )
+        loop.set_default_executor(loop._docparse_pool)  # type: ignore[attr-defined]
+
+
 async def stream_responses(
     request: "pb_utils.InferenceRequest",
 ) -> AsyncIterator["pb_utils.InferenceResponse"]:
@@ -166,6 +177,7 @@ class BackgroundLoop:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        use_large_default_executor(self.loop)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="model-loop")
         self._thread.start()
         self._in_flight = 0

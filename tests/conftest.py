@@ -13,7 +13,7 @@ from bench.vlm_simulator import SimulatorProcess
 from scripts.triton_local import TritonServer
 from tests.support.tiny_doclayout import build_model_dir
 
-VLM_CONCURRENCY = 16
+VLM_CONCURRENCY = 48  # room for 8 one-page documents (5 VLM regions each) at once
 
 
 @pytest.fixture(scope="session")
