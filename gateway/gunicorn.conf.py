@@ -17,7 +17,7 @@ _settings = Settings()
 wsgi_app = "gateway.app:create_app()"
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.uvicorn_workers
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "gateway.worker.GatewayWorker"
 graceful_timeout = int(_settings.graceful_timeout)
 # A worker that stops answering the master's heartbeat for this long is restarted. Long
 # documents do not block the heartbeat: the event loop keeps running while they stream.
