@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-unit test-integration triton clean
+.PHONY: install test test-unit test-integration test-e2e triton gateway clean
 
 install: $(STAMP)
 
@@ -26,9 +26,16 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest -q tests/integration
 
+test-e2e: install
+	$(PY) -m pytest -q tests/e2e
+
 # A local tritonserver on 8000/8001/8002 (set HPS_LAYOUT_MODEL_DIR and HPS_VLM_URL first).
 triton: install
 	scripts/tritonserver-local
+
+# The gateway in the foreground on HPS_HOST:HPS_PORT (0.0.0.0:8080), talking to HPS_TRITON_URL.
+gateway: install
+	$(VENV)/bin/gunicorn -c gateway/gunicorn.conf.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -176,15 +176,23 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_request(raw: bytes | str | dict, model: type[M] = LayoutParsingRequest) -> M:  # type: ignore[assignment]
-    """Validate a request from JSON text or a dict; errors name the field."""
+def json_object(
+    raw: bytes | str | dict, error: type[InvalidRequestError] = InvalidRequestError
+) -> dict:
+    """A JSON object from text (or a dict as is); ``error`` says what is wrong otherwise."""
     if isinstance(raw, (bytes, str)):
         try:
             raw = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidRequestError(f"the request is not valid JSON: {exc}") from None
+            raise error(f"the request is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise InvalidRequestError("the request must be a JSON object")
+        raise error("the request must be a JSON object")
+    return raw
+
+
+def parse_request(raw: bytes | str | dict, model: type[M] = LayoutParsingRequest) -> M:  # type: ignore[assignment]
+    """Validate a request from JSON text or a dict; errors name the field."""
+    raw = json_object(raw)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -20,7 +20,7 @@ import httpx
 from fastapi import Request
 
 from docparse.errors import InvalidRequestError, LimitExceededError
-from docparse.protocol import LayoutParsingRequest, parse_request
+from docparse.protocol import LayoutParsingRequest, json_object, parse_request
 from docparse.settings import Settings
 from gateway import metrics
 
@@ -67,13 +67,7 @@ async def request_body(request: Request, settings: Settings) -> dict[str, Any]:
         return await form_body(request)
     if not body.strip():
         raise MalformedBodyError("the request body is empty; send a JSON object with 'file'")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedBodyError(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidRequestError("the request body must be a JSON object")
-    return data
+    return json_object(body, MalformedBodyError)
 
 
 async def form_body(request: Request) -> dict[str, Any]:

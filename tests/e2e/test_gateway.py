@@ -202,14 +202,15 @@ def test_deadline_gives_504_and_cancels_the_work(start_gateway, vlm):
     answered_at = time.time()
     assert response.status_code == 504
     assert response.json()["errorCode"] == 504 and "HPS_INFERENCE_TIMEOUT" in response.json()["errorMsg"]
-    assert time.monotonic() - started < 2 + 3  # the deadline plus a small margin
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 + 3, f"504 after {elapsed:.1f} s"  # the deadline plus a small margin
 
     # 12 pages x 5 regions = 60 VLM calls for the whole document; cancelled, the
     # orchestrator makes no new call for it (watched for 3 s after the 504).
     time.sleep(3)
     calls = [c for c in vlm.calls() if c["request_id"] == "too-slow"]
-    assert calls and len(calls) < 60
-    assert not [c for c in calls if c["started"] > answered_at + 0.5]
+    late = [round(c["started"] - answered_at, 2) for c in calls if c["started"] > answered_at + 1.5]
+    assert calls and len(calls) < 60 and not late, (len(calls), late)
 
 
 def test_a_client_that_leaves_a_stream_cancels_the_work(http, vlm):
@@ -220,8 +221,8 @@ def test_a_client_that_leaves_a_stream_cancels_the_work(http, vlm):
     left_at = time.time()
     time.sleep(3)
     calls = [c for c in vlm.calls() if c["request_id"] == "gone"]
-    assert len(calls) < 60
-    assert not [c for c in calls if c["started"] > left_at + 0.5]
+    late = [round(c["started"] - left_at, 2) for c in calls if c["started"] > left_at + 1.5]
+    assert len(calls) < 60 and not late, (len(calls), late)
 
 
 def test_sigterm_lets_requests_in_flight_finish(start_gateway, vlm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator
 
 import numpy as np
 import pytest
@@ -30,19 +30,6 @@ JOBS = [
     job("image", Task.IMAGE, (300, 500, 550, 700)),
     job("header", Task.DROP, (0, 0, 600, 15)),
 ]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess(latency=0.0, max_concurrency=64) as sim:
-        yield sim
-
-
-@pytest.fixture()
-def sim(server: SimulatorProcess) -> SimulatorProcess:
-    server.configure(latency=0.0, max_concurrency=64, failures=[])
-    server.reset()
-    return server
 
 
 @asynccontextmanager

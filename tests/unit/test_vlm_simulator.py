@@ -7,26 +7,12 @@ import base64
 import hashlib
 import io
 import time
-from typing import Iterator
 
 import httpx
 import pytest
 from PIL import Image
 
 from bench.vlm_simulator import SimulatorProcess
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess(latency=0.0, max_concurrency=64) as sim:
-        yield sim
-
-
-@pytest.fixture()
-def sim(server: SimulatorProcess) -> SimulatorProcess:
-    server.configure(latency=0.0, max_concurrency=64, failures=[])
-    server.reset()
-    return server
 
 
 def jpeg(width: int = 56, height: int = 28) -> bytes:
