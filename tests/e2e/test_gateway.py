@@ -17,6 +17,7 @@ import pytest
 from bench.vlm_simulator import SimulatorProcess
 from tests.e2e.conftest import sse_events
 from tests.support.documents import corrupt_pdf, sample_image, sample_pdf
+from tests.support.tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.triton
 
@@ -259,6 +260,22 @@ def test_readiness_follows_the_vlm_down_and_back(start_gateway):
         assert down.status_code == 503 and "vlm" in down.json()["failing"]
         with SimulatorProcess(port=port):
             wait_for(lambda: httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 200, 20, "ready again")
+
+
+def test_readiness_follows_triton_down_and_back(start_gateway, triton):
+    host, port = triton.grpc_url.split(":")
+    relay = TcpRelay(host, int(port)).open()
+    try:
+        server = start_gateway(triton_url=relay.address)
+        ready = f"{server.url}/health/ready"
+        assert httpx.get(ready, timeout=10).status_code == 200
+        relay.cut()
+        wait_for(lambda: httpx.get(ready, timeout=10).status_code == 503, 20, "not ready")
+        assert httpx.get(ready, timeout=10).json()["failing"].startswith("triton: ")
+        relay.open()
+        wait_for(lambda: httpx.get(ready, timeout=10).status_code == 200, 30, "ready again")
+    finally:
+        relay.cut()
 
 
 def test_readiness_names_triton_when_it_is_unreachable(start_gateway, vlm):
