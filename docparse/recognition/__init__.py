@@ -14,4 +14,8 @@ def build_recognizer(settings: Settings) -> Recognizer:
         from docparse.recognition.vlm import VlmRecognizer
 
         return VlmRecognizer.from_settings(settings)
-    raise ModelSetupError(f"unknown recognizer {settings.recognizer!r}; known: vlm")
+    if settings.recognizer == "cpu":
+        from docparse.recognition.cpu_ocr import CpuOcrRecognizer
+
+        return CpuOcrRecognizer()
+    raise ModelSetupError(f"unknown recognizer {settings.recognizer!r}; known: vlm, cpu")
