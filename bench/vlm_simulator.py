@@ -286,7 +286,7 @@ class Simulator:
         record = {
             "request_id": request_id, "prompt": None, "width": None, "height": None,
             "model": None, "max_tokens": None, "temperature": None,
-            "status": None, "started": None, "finished": None,
+            "status": None, "received": time.time(), "started": None, "finished": None,
         }
         self.calls.append(record)
         self.counters.total_calls += 1
@@ -301,6 +301,14 @@ class Simulator:
             max_tokens=request.max_tokens, temperature=request.temperature,
         )
         rule = next((r for r in self.failures if r.take(request.prompt, request_id)), None)
+        try:
+            return await self._serve(request, rule, record)
+        except asyncio.CancelledError:  # the client went away: vLLM aborts the request
+            record.update(status=ABORTED, finished=time.time())
+            self.counters.failed += 1
+            raise
+
+    async def _serve(self, request: ChatRequest, rule: "FailureRule | None", record: dict) -> tuple[int, dict]:
         async with self.slots.hold():
             record["started"] = time.time()
             try:
@@ -391,6 +399,15 @@ def parse_failures(value: Any) -> list[FailureRule]:
 # --- HTTP ----------------------------------------------------------------------------------
 
 
+ABORTED = 499  # the record's status of a call whose client went away
+
+
+async def client_disconnected(request: Request) -> None:
+    """Returns when the client closes the connection (the body has been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def create_app(simulator: Simulator) -> FastAPI:
     """The FastAPI app serving ``simulator``: vLLM's routes plus ``/_sim/*`` controls."""
     app = FastAPI(title="VLM simulator (vLLM + GLM-OCR stand-in)")
@@ -400,7 +417,19 @@ def create_app(simulator: Simulator) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> JSONResponse:
-        status, body = await simulator.complete(await request.body(), request.headers.get("x-request-id", ""))
+        call = asyncio.ensure_future(
+            simulator.complete(await request.body(), request.headers.get("x-request-id", ""))
+        )
+        gone = asyncio.ensure_future(client_disconnected(request))
+        try:
+            await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not call.done():
+                call.cancel()  # like vLLM: a request whose client left is aborted
+        if call.cancelled():
+            return JSONResponse({"error": {"message": "client disconnected"}}, status_code=ABORTED)
+        status, body = call.result()
         return JSONResponse(body, status_code=status)
 
     @app.get("/v1/models")
