@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-unit test-integration test-e2e triton gateway clean
+.PHONY: install run test test-unit test-integration test-e2e triton gateway clean
 
 install: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[paddle,triton,gateway,cpu,dev]"
 	touch $(STAMP)
+
+run: install
+	$(PY) -m scripts.run_local
 
 test: install
 	$(PY) -m pytest -q

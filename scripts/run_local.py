@@ -1,0 +1,174 @@
+"""The local stack in one command (``make run``): the real tritonserver with the CPU
+engines, then the gateway on 127.0.0.1:8080, until Ctrl-C.
+
+    python -m scripts.run_local [--port 8080] [--triton-grpc-port 0] [--workers 2]
+
+HPS_LAYOUT_BACKEND and HPS_RECOGNIZER default to ``cpu`` (the engines that ship in
+wheels) unless the environment sets them; every other HPS_* variable is passed on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import socket
+import sys
+import time
+
+from scripts.gateway_local import GatewayServer
+from scripts.processes import LaunchError, http_ok
+from scripts.triton_local import TritonServer
+
+DEFAULT_PORT = 8080
+READY_TIMEOUT = 300.0  # Triton loads the CPU models; the first run may be slow
+GATEWAY_READY_TIMEOUT = 90.0
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM arrived while the stack was starting."""
+
+
+def port_problem(port: int, host: str = "127.0.0.1") -> str | None:
+    """Why ``port`` cannot be used on ``host`` now, or None when it is free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is in use; set HPS_PORT=<another port> (or --port)"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def engine_env() -> dict[str, str]:
+    """The CPU engines unless the caller chose others."""
+    return {
+        name: os.environ.get(name) or "cpu"
+        for name in ("HPS_LAYOUT_BACKEND", "HPS_RECOGNIZER")
+    }
+
+
+def wait_ready(url: str, gateway: GatewayServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gateway.process is not None and gateway.process.poll() is not None:
+            raise LaunchError(
+                f"the gateway exited with code {gateway.process.returncode}. "
+                f"Log tail:\n{gateway.log_tail()}"
+            )
+        if http_ok(f"{url}/health/ready", timeout=5):
+            return
+        time.sleep(0.5)
+    raise LaunchError(
+        f"{url}/health/ready did not answer 200 within {timeout:.0f} s. "
+        f"Gateway log tail:\n{gateway.log_tail()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"gateway port (default: HPS_PORT or {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--triton-grpc-port", type=int, default=0, help="Triton's gRPC port (0 = a free one)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gateway worker processes")
+    args = parser.parse_args(argv)
+
+    if args.port is not None:
+        port = args.port
+    else:
+        try:
+            port = int(os.environ.get("HPS_PORT") or DEFAULT_PORT)
+        except ValueError:
+            print(f"error: HPS_PORT={os.environ['HPS_PORT']!r} is not a port number", file=sys.stderr)
+            return 1
+    if not 1 <= port <= 65535:
+        print(f"error: port {port} is not between 1 and 65535", file=sys.stderr)
+        return 1
+    problem = port_problem(port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+
+    state = {"starting": True, "stop": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        state["stop"] = True
+        if state["starting"]:
+            raise Stopped()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    env = engine_env()
+    triton = TritonServer(grpc_port=args.triton_grpc_port, env=env, ready_timeout=READY_TIMEOUT)
+    gateway: GatewayServer | None = None
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            print(
+                f"starting tritonserver (layout {env['HPS_LAYOUT_BACKEND']}, "
+                f"recognizer {env['HPS_RECOGNIZER']}); this can take a minute...",
+                file=sys.stderr,
+                flush=True,
+            )
+            triton.start()
+            print(f"tritonserver ready on grpc {triton.grpc_url} (log {triton.log_path})", file=sys.stderr, flush=True)
+            gateway = GatewayServer(
+                env={**env, "HPS_TRITON_URL": triton.grpc_url, "HPS_HOST": "127.0.0.1", "HPS_PORT": str(port)},
+                port=port,
+                workers=args.workers,
+                ready_timeout=GATEWAY_READY_TIMEOUT,
+            )
+            gateway.start()
+            wait_ready(url, gateway, GATEWAY_READY_TIMEOUT)
+        except LaunchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except Stopped:
+            print("stopped before the stack was ready", file=sys.stderr)
+            return 0
+        state["starting"] = False
+        if state["stop"]:
+            return 0
+        print(
+            f"DocParse HPS is ready at {url}\n"
+            f"  API docs:  {url}/docs\n"
+            f"  try:       curl -s {url}/layout-parsing -F file=@your.pdf\n"
+            f"  or:        .venv/bin/docparse parse your.pdf"
+            + ("" if port == DEFAULT_PORT else f" --url {url}")
+            + f"\n  logs:      {triton.log_path} and {gateway.log_path}\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while not state["stop"]:
+            for name, server in (("tritonserver", triton), ("the gateway", gateway)):
+                if server.process is not None and server.process.poll() is not None:
+                    print(
+                        f"error: {name} exited with code {server.process.returncode}. "
+                        f"Log tail:\n{server.log_tail()}",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+        print("stopping...", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        state["starting"] = False  # no Stopped raised while cleaning up
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if gateway is not None:
+            gateway.stop()
+        triton.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
