@@ -1,0 +1,115 @@
+"""``make run`` end to end: scripts.run_local starts the real tritonserver with the CPU
+engines and the gateway; the ``docparse`` CLI parses a PDF through it; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scripts.processes import free_port, http_ok
+from tests.support.documents import ENGLISH_TEXT, sample_pdf
+
+pytestmark = pytest.mark.triton
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 300
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def output_of(_process: subprocess.Popen, log: Path) -> str:
+    return log.read_text(errors="replace")[-6000:]
+
+
+def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "run_local.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("HPS_LAYOUT_BACKEND", "HPS_RECOGNIZER", "HPS_PORT")}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.run_local", "--port", str(port), "--triton-grpc-port", "0"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not http_ok(f"{url}/health/ready"):
+            if process.poll() is not None:
+                pytest.fail(f"run_local exited with {process.returncode}:\n{output_of(process, log)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready after {READY_TIMEOUT} s:\n{output_of(process, log)}")
+            time.sleep(0.5)
+
+        document = tmp_path / "doc.pdf"
+        document.write_bytes(sample_pdf(pages=2))
+        started = time.monotonic()
+        parsed = subprocess.run(
+            [sys.executable, "-m", "docparse.cli", "parse", str(document), "--out", str(tmp_path / "out"), "--url", url],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        seconds = time.monotonic() - started
+        print(f"2-page parse with the CPU engines: {seconds:.1f} s")
+        assert parsed.returncode == 0, parsed.stderr + output_of(process, log)
+        assert "page 2 done" in parsed.stderr
+
+        markdown = (tmp_path / "out" / "doc.md").read_text(encoding="utf-8")
+        assert any(line.startswith(("# ", "## ")) for line in markdown.splitlines()), markdown
+        words = [w.strip(",.:").lower() for w in ENGLISH_TEXT.split() if len(w.strip(",.:")) > 5]
+        found = [w for w in words if w in markdown.lower()]
+        assert len(found) >= len(words) // 2, (found, markdown)
+
+        result = json.loads((tmp_path / "out" / "doc.json").read_text(encoding="utf-8"))
+        assert len(result["layoutParsingResults"]) == 2
+        assert result["dataInfo"]["numPages"] == 2
+        for page in result["layoutParsingResults"]:
+            for name in page["markdown"].get("images") or {}:
+                assert (tmp_path / "out" / name).is_file()
+
+        health = subprocess.run(
+            [sys.executable, "-m", "docparse.cli", "health", "--url", url],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert health.returncode == 0, health.stdout + health.stderr
+        assert json.loads(health.stdout)["status"] == "ready"
+
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"run_local did not stop within 60 s of SIGINT:\n{output_of(process, log)}")
+        assert code == 0, output_of(process, log)
+        assert "Traceback" not in log.read_text(errors="replace")
+        deadline = time.monotonic() + 10
+        while not port_is_free(port):
+            assert time.monotonic() < deadline, f"port {port} still taken after the stop"
+            time.sleep(0.2)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
