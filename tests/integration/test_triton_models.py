@@ -138,9 +138,15 @@ def test_layout_detection_batches_concurrent_pages(triton):
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(one, range(32)))
-    after = model_stats(triton, "layout_detection")
-    inferences = after["inference_count"] - before["inference_count"]
-    executions = after["execution_count"] - before["execution_count"]
+    # Triton updates the statistics just after it sends the responses: wait for them.
+    deadline = time.monotonic() + 10
+    while True:
+        after = model_stats(triton, "layout_detection")
+        inferences = after["inference_count"] - before["inference_count"]
+        executions = after["execution_count"] - before["execution_count"]
+        if inferences >= 32 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert inferences == 32
     assert executions < inferences, "pages of different sizes should share forward passes"
 
