@@ -46,7 +46,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from PIL import Image, UnidentifiedImageError
 
-from scripts.processes import die_with_parent, free_port, http_ok, log_tail, stop_group, wait_until_ready
+from scripts.processes import free_port, http_ok, launch, log_tail, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PATCH = 28  # pixels per vision-token side, for the rough token counts in ``usage``
@@ -546,23 +546,14 @@ class SimulatorProcess:
             "--latency", str(self.latency), "--latency-per-pixel", str(self.latency_per_pixel),
             "--max-concurrency", str(self.max_concurrency),
         ]
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        try:
-            wait_until_ready(
-                "the VLM simulator", lambda: http_ok(f"{self.root}/health"),
-                self.process, self.ready_timeout, self.log_path,
-            )
-        except BaseException:
-            self.stop()
-            raise
+        self.process = launch(
+            "the VLM simulator",
+            command,
+            log_path=self.log_path,
+            ready=lambda: http_ok(f"{self.root}/health"),
+            ready_timeout=self.ready_timeout,
+            cwd=REPO_ROOT,
+        )
         return self
 
     def _control(self, path: str, payload: dict | None = None) -> Any:

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.processes import die_with_parent, free_port, http_ok, log_tail, stop_group, wait_until_ready
+from scripts.processes import free_port, http_ok, launch, log_tail, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,21 +39,15 @@ class GatewayServer:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py makes a fresh one
         if self.log_path is None:
             self.log_path = Path(tempfile.mkdtemp(prefix="docparse-gateway-")) / "gateway.log"
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gateway" / "gunicorn.conf.py")],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        try:
-            wait_until_ready("the gateway", lambda: http_ok(f"{self.url}/health"), self.process, self.ready_timeout, self.log_path)
-        except BaseException:
-            self.stop()
-            raise
+        self.process = launch(
+            "the gateway",
+            [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gateway" / "gunicorn.conf.py")],
+            log_path=self.log_path,
+            ready=lambda: http_ok(f"{self.url}/health"),
+            ready_timeout=self.ready_timeout,
+            env=env,
+            cwd=REPO_ROOT,
+        )
         return self
 
     def log_tail(self, lines: int = 60) -> str:

@@ -85,3 +85,33 @@ def stop_group(process: subprocess.Popen | None, timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def launch(
+    name: str,
+    command: list[str],
+    *,
+    log_path: Path,
+    ready: Callable[[], bool],
+    ready_timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen:
+    """Start ``command`` in its own process group (dying with its parent), output to
+    ``log_path``, and wait until ``ready``; stop it and raise LaunchError otherwise."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    try:
+        wait_until_ready(name, ready, process, ready_timeout, log_path)
+    except BaseException:
+        stop_group(process)
+        raise
+    return process

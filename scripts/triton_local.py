@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.processes import LaunchError, die_with_parent, free_port, http_ok, log_tail, stop_group, wait_until_ready
+from scripts.processes import LaunchError, free_port, http_ok, launch, log_tail, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
@@ -171,21 +171,17 @@ class TritonServer:
         check_stub_links(backend_dir, env)
         if self.log_path is None:
             self.log_path = self._workdir / "tritonserver.log"
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            self.command(backend_dir),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        log.close()
         try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+            self.process = launch(
+                "tritonserver",
+                self.command(backend_dir),
+                log_path=self.log_path,
+                ready=self.is_ready,
+                ready_timeout=self.ready_timeout,
+                env=env,
+            )
+        except LaunchError as exc:
+            raise TritonLaunchError(str(exc)) from None
         return self
 
     def log_tail(self, lines: int = 60) -> str:
@@ -193,13 +189,6 @@ class TritonServer:
 
     def is_ready(self) -> bool:
         return http_ok(f"http://{self.http_url}/v2/health/ready")
-
-    def wait_ready(self) -> None:
-        assert self.process is not None
-        try:
-            wait_until_ready("tritonserver", self.is_ready, self.process, self.ready_timeout, self.log_path)
-        except LaunchError as exc:
-            raise TritonLaunchError(str(exc)) from None
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (models' finalize runs), then SIGKILL the group past ``timeout``."""
