@@ -6,7 +6,6 @@ settings for a test (bounded waits, short deadlines, URL inputs) and stops it af
 
 from __future__ import annotations
 
-import json
 from typing import Callable, Iterator
 
 import httpx
@@ -65,16 +64,3 @@ def start_gateway(triton: TritonServer, vlm_server: SimulatorProcess, tmp_path) 
 def http(gateway: GatewayServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=120) as client:
         yield client
-
-
-def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
-    """(event name, data) of each Server-Sent Event as it arrives."""
-    name, data = "message", []
-    for line in response.iter_lines():
-        if line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-        elif not line and data:
-            yield name, json.loads("\n".join(data))
-            name, data = "message", []

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bench.vlm_simulator import SimulatorProcess
-from tests.e2e.conftest import sse_events
+from docparse.cli import sse_events
 from tests.support.documents import corrupt_pdf, sample_image, sample_pdf
 from tests.support.tcp_relay import TcpRelay
 
