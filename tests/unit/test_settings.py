@@ -10,9 +10,41 @@ from docparse.types import Task
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
 
+COMPOSE_SECTION = "docker compose (compose.yaml)"
+
+
+def env_example_sections() -> dict[str, dict[str, str]]:
+    """Variables of .env.example by section (the "# --- name ---" header comments)."""
+    sections: dict[str, dict[str, str]] = {}
+    current = ""
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        header = re.match(r"^# --- (.+?) -*$", line)
+        if header:
+            current = header.group(1).strip()
+            continue
+        pair = re.match(r"^([A-Z_][A-Z0-9_]*)=(.*)$", line)
+        if pair:
+            sections.setdefault(current, {})[pair.group(1)] = pair.group(2)
+    return sections
+
+
 def env_example() -> dict[str, str]:
-    pairs = re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.M)
-    return dict(pairs)
+    """The DocParse settings in .env.example: all but the compose-only section."""
+    return {
+        name: value
+        for section, pairs in env_example_sections().items()
+        if section != COMPOSE_SECTION
+        for name, value in pairs.items()
+    }
+
+
+def test_env_example_has_the_compose_section():
+    assert set(env_example_sections()[COMPOSE_SECTION]) == {
+        "VLLM_MAX_NUM_SEQS",
+        "VLLM_GPU_MEMORY_UTILIZATION",
+        "VLLM_MAX_MODEL_LEN",
+        "VLLM_EXTRA_ARGS",
+    }
 
 
 def test_env_example_lists_exactly_the_settings():

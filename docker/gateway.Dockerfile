@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# The REST gateway: FastAPI under gunicorn with uvicorn workers (gateway/gunicorn.conf.py).
+FROM python:3.11.10-slim-bookworm
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONUNBUFFERED=1 \
+    HPS_HOST=0.0.0.0 \
+    HPS_PORT=8080
+
+WORKDIR /opt/docparse
+COPY pyproject.toml README.md ./
+COPY docparse ./docparse
+COPY docparse_triton ./docparse_triton
+COPY gateway ./gateway
+RUN python -m pip install ".[gateway]"
+
+RUN useradd --create-home --uid 10001 docparse
+USER docparse
+
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('HPS_PORT', '8080'), timeout=4)"]
+CMD ["gunicorn", "-c", "gateway/gunicorn.conf.py"]

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Prepare a host for `docker compose up`: check the prerequisites, create .env from
+# .env.example (never overwritten), download the model files (GLM-OCR weights and the
+# PP-DocLayoutV3 inference model into models/), then `docker compose build`.
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: ./prepare.sh [--cpu] [--skip-download] [--dry-run] [--help]
+
+  --cpu            CPU-only host: skip the GPU checks (nvidia-smi, NVIDIA container
+                   toolkit, compute capability) and the GPU model downloads
+  --skip-download  do not download model files into models/
+  --dry-run        print every step it would take ("would: ...") and change nothing
+  --help           this text
+USAGE
+}
+
+cpu=0
+skip_download=0
+dry_run=0
+for arg in "$@"; do
+    case "$arg" in
+        --cpu) cpu=1 ;;
+        --skip-download) skip_download=1 ;;
+        --dry-run) dry_run=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "error: unknown option: $arg" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+
+LAYOUT_MODEL=PP-DocLayoutV3
+# PaddleX's official inference-model download (paddlex/inference/utils/official_models.py).
+LAYOUT_URL="https://paddle-model-ecology.bj.bcebos.com/paddlex/official_inference_model/paddle3.0.0/${LAYOUT_MODEL}_infer.tar"
+LAYOUT_DIR="models/${LAYOUT_MODEL}"
+LAYOUT_FILES=(inference.yml inference.json inference.pdiparams)
+VLM_REPO=zai-org/GLM-OCR
+VLM_DIR=models/GLM-OCR
+
+say() { printf '%s\n' "$*"; }
+fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+# Run a command, or print it under --dry-run.
+run() {
+    if [ "$dry_run" = 1 ]; then
+        say "would: $*"
+    else
+        say "+ $*"
+        "$@"
+    fi
+}
+
+# --- prerequisites ---------------------------------------------------------------------
+check_prerequisites() {
+    command -v docker >/dev/null 2>&1 \
+        || fail "docker is not installed: install Docker Engine (https://docs.docker.com/engine/install/)"
+    docker compose version >/dev/null 2>&1 \
+        || fail "docker compose (v2) is missing: install the docker-compose-plugin package (https://docs.docker.com/compose/install/linux/)"
+    say "ok: $(docker compose version 2>/dev/null | head -n 1)"
+    if [ "$cpu" = 1 ]; then
+        say "ok: --cpu: GPU checks skipped"
+        return
+    fi
+    command -v nvidia-smi >/dev/null 2>&1 \
+        || fail "nvidia-smi is not found: install the NVIDIA driver (https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/), or run with --cpu"
+    if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia \
+        && ! command -v nvidia-ctk >/dev/null 2>&1; then
+        fail "the NVIDIA Container Toolkit is missing: install it and run 'sudo nvidia-ctk runtime configure --runtime=docker' (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html)"
+    fi
+    say "ok: NVIDIA driver and container toolkit"
+    local gpu="${GPU_DEVICE_ID:-0}" cap
+    cap="$(nvidia-smi -i "$gpu" --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' ')" \
+        || fail "nvidia-smi cannot query GPU $gpu (GPU_DEVICE_ID)"
+    if [ -z "$cap" ]; then
+        warn "could not read the compute capability of GPU $gpu"
+    elif awk -v c="$cap" 'BEGIN { exit !(c + 0 < 8.0) }'; then
+        warn "GPU $gpu has compute capability $cap; 8.0 or newer (Ampere+) is recommended for vLLM"
+    else
+        say "ok: GPU $gpu compute capability $cap"
+    fi
+}
+
+# --- .env ------------------------------------------------------------------------------
+make_env() {
+    if [ -e .env ]; then
+        say "ok: .env exists (left as it is)"
+    else
+        run cp .env.example .env
+    fi
+}
+
+# --- model files -----------------------------------------------------------------------
+layout_present() {
+    local f
+    for f in "${LAYOUT_FILES[@]}"; do
+        [ -s "$LAYOUT_DIR/$f" ] || return 1
+    done
+}
+
+download_layout() {
+    if layout_present; then
+        say "ok: $LAYOUT_DIR has ${LAYOUT_FILES[*]}"
+        return
+    fi
+    command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1 \
+        || fail "curl or wget is needed to download $LAYOUT_MODEL"
+    local tmp="models/.${LAYOUT_MODEL}_infer.tar"
+    run mkdir -p models
+    if command -v curl >/dev/null 2>&1; then
+        run curl -fL --retry 3 -C - -o "$tmp" "$LAYOUT_URL"
+    else
+        run wget -c -O "$tmp" "$LAYOUT_URL"
+    fi
+    run mkdir -p "$LAYOUT_DIR"
+    # The tar holds one folder PP-DocLayoutV3_infer/ with the files.
+    run tar -xf "$tmp" -C "$LAYOUT_DIR" --strip-components=1
+    if [ "$dry_run" = 1 ]; then
+        say "would: check $LAYOUT_DIR has ${LAYOUT_FILES[*]}"
+        return
+    fi
+    layout_present || fail "$LAYOUT_DIR lacks one of ${LAYOUT_FILES[*]} after extracting $LAYOUT_URL"
+    rm -f "$tmp"
+    say "ok: $LAYOUT_DIR has ${LAYOUT_FILES[*]}"
+}
+
+download_vlm() {
+    local hf=huggingface-cli
+    command -v "$hf" >/dev/null 2>&1 || ! command -v hf >/dev/null 2>&1 || hf=hf
+    if ! command -v "$hf" >/dev/null 2>&1; then
+        if [ "$dry_run" = 1 ]; then
+            say "would: need huggingface-cli (pip install -U 'huggingface_hub[cli]')"
+        else
+            fail "huggingface-cli is missing: pip install -U 'huggingface_hub[cli]'"
+        fi
+    fi
+    # Resumable: files already complete are skipped.
+    run "$hf" download "$VLM_REPO" --local-dir "$VLM_DIR"
+}
+
+main() {
+    [ "$dry_run" = 1 ] && say "dry run: nothing is changed"
+    check_prerequisites
+    make_env
+    if [ "$skip_download" = 1 ]; then
+        say "ok: --skip-download: model files not downloaded"
+    elif [ "$cpu" = 1 ]; then
+        say "ok: --cpu: the CPU engines ship in wheels, nothing to download"
+    else
+        download_vlm
+        download_layout
+    fi
+    if [ "$cpu" = 1 ]; then
+        run docker compose --profile cpu build tritonserver-cpu gateway-cpu
+    else
+        run docker compose build
+    fi
+    say "done: start with 'docker compose up -d'"
+}
+
+main
