@@ -5,15 +5,13 @@ the layout boxes.
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from docparse.recognition.crops import crop_region
+from docparse.recognition.crops import crop_region, jpeg_base64
 from docparse.types import LayoutBox, RegionResult, Task
 
 _HEADING_PREFIX = {"doc_title": "# ", "paragraph_title": "## "}
@@ -116,13 +114,6 @@ def page_markdown(blocks: Sequence[Block], ignored_labels: frozenset[str], prett
 
 
 # --- images --------------------------------------------------------------------------
-
-
-def jpeg_base64(image: np.ndarray | Image.Image, quality: int = 90) -> str:
-    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    buffer = io.BytesIO()
-    picture.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def draw_layout(page: np.ndarray, boxes: Sequence[LayoutBox], order: Sequence[int]) -> Image.Image:

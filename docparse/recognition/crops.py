@@ -83,8 +83,14 @@ def resize_for_vlm(crop: np.ndarray, min_pixels: int, max_pixels: int) -> np.nda
     return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BICUBIC))
 
 
+def jpeg_base64(image: np.ndarray | Image.Image, quality: int = 90) -> str:
+    """Base64 of the image as a JPEG: figure crops, layout pictures and VLM inputs."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def encode_jpeg_data_uri(image: np.ndarray, quality: int = 95) -> str:
     """``data:image/jpeg;base64,...``: how an OpenAI chat message carries an image."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/jpeg;base64," + jpeg_base64(image, quality)
