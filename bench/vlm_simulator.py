@@ -46,6 +46,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from PIL import Image, UnidentifiedImageError
 
+from gateway.disconnect import ClientGoneError, unless_disconnected
 from scripts.processes import free_port, http_ok, launch, log_tail, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -402,12 +403,6 @@ def parse_failures(value: Any) -> list[FailureRule]:
 ABORTED = 499  # the record's status of a call whose client went away
 
 
-async def client_disconnected(request: Request) -> None:
-    """Returns when the client closes the connection (the body has been read)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 def create_app(simulator: Simulator) -> FastAPI:
     """The FastAPI app serving ``simulator``: vLLM's routes plus ``/_sim/*`` controls."""
     app = FastAPI(title="VLM simulator (vLLM + GLM-OCR stand-in)")
@@ -417,19 +412,11 @@ def create_app(simulator: Simulator) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> JSONResponse:
-        call = asyncio.ensure_future(
-            simulator.complete(await request.body(), request.headers.get("x-request-id", ""))
-        )
-        gone = asyncio.ensure_future(client_disconnected(request))
-        try:
-            await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            if not call.done():
-                call.cancel()  # like vLLM: a request whose client left is aborted
-        if call.cancelled():
+        call = simulator.complete(await request.body(), request.headers.get("x-request-id", ""))
+        try:  # like vLLM: a request whose client left is aborted
+            status, body = await unless_disconnected(request, call)
+        except ClientGoneError:
             return JSONResponse({"error": {"message": "client disconnected"}}, status_code=ABORTED)
-        status, body = call.result()
         return JSONResponse(body, status_code=status)
 
     @app.get("/v1/models")

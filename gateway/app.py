@@ -33,6 +33,7 @@ from docparse.protocol import (
 from docparse.settings import Settings
 from gateway import metrics
 from gateway.access import AccessLogMiddleware, configure_logging
+from gateway.disconnect import unless_disconnected
 from gateway.inputs import request_body, validated_request
 from gateway.limits import Slots
 from gateway.openapi import REQUEST_BODY, RESPONSES, STREAM_RESPONSES, customise_openapi
@@ -51,12 +52,6 @@ class Gateway:
     inference_slots: Slots
     other_slots: Slots
     http: httpx.AsyncClient
-
-
-class ClientGoneError(DocParseError):
-    """The client disconnected; its work was cancelled (nginx's 499)."""
-
-    status = 499
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -147,26 +142,6 @@ async def within(deadline: float, settings: Settings, work: Awaitable[T]) -> T:
             f"the request did not finish within {settings.inference_timeout:g} s "
             "(HPS_INFERENCE_TIMEOUT); its work was cancelled"
         ) from None
-
-
-async def until_disconnected(request: Request) -> None:
-    """Returns when the client goes away (the body has been read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """``await work``, cancelling it if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(until_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():
-            raise ClientGoneError("the client disconnected; its work was cancelled")
-        return task.result()
-    finally:
-        for pending in (task, watcher):
-            pending.cancel()
 
 
 def sse(event: dict) -> str:

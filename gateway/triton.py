@@ -7,7 +7,6 @@ cancels the stream, and Triton then cancels the work (the orchestrator watches f
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import AsyncIterator
 
@@ -69,13 +68,9 @@ class TritonConnection:
                 if event.get("type") == FINAL_EVENT:
                     return
             raise DocParseError("Triton closed the stream before the final response")
-        except InferenceServerException as exc:
-            raise self._unavailable_or(exc) from None
-        except asyncio.CancelledError:
+        except DocParseError:
             raise
-        except Exception as exc:
-            if isinstance(exc, DocParseError):
-                raise
+        except Exception as exc:  # gRPC and connection failures (CancelledError passes)
             raise self._unavailable_or(exc) from None
         finally:
             responses.cancel()  # no-op when finished; stops Triton's work otherwise
