@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from docparse.errors import ModelSetupError
+from docparse.layout.base import clip_to_page
 from docparse.types import LayoutBox, LayoutParams
 
 log = logging.getLogger(__name__)
@@ -142,16 +143,14 @@ class CpuLayoutDetector:
             cls_id = self._classes.index(str(name))
             if score < thresholds[cls_id]:
                 continue
-            x1, y1, x2, y2 = (float(v) for v in box)
-            x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
-            y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
-            if x2 <= x1 or y2 <= y1:
+            coordinate = clip_to_page(box, width, height)
+            if coordinate is None:
                 continue
             found.append(
                 LayoutBox(
                     label=CDLA_LABELS[str(name)],
                     score=float(score),
-                    coordinate=(x1, y1, x2, y2),
+                    coordinate=coordinate,
                     cls_id=cls_id,
                 )
             )

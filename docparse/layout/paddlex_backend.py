@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from docparse.errors import ModelSetupError
+from docparse.layout.base import clip_to_page
 from docparse.types import LayoutBox, LayoutParams
 
 log = logging.getLogger(__name__)
@@ -197,17 +198,15 @@ def layout_boxes(items: list[dict], width: int, height: int, reading_order: bool
     """
     boxes = []
     for item in items:
-        x1, y1, x2, y2 = (float(v) for v in item["coordinate"])
-        x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
-        y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
-        if x2 <= x1 or y2 <= y1:
+        coordinate = clip_to_page(item["coordinate"], width, height)
+        if coordinate is None:
             continue
         polygon = item.get("polygon_points")
         boxes.append(
             LayoutBox(
                 label=str(item["label"]),
                 score=float(item["score"]),
-                coordinate=(x1, y1, x2, y2),
+                coordinate=coordinate,
                 cls_id=int(item["cls_id"]),
                 order=len(boxes) + 1 if reading_order else None,
                 polygon=_clip_polygon(polygon, width, height) if polygon is not None else None,
