@@ -21,16 +21,3 @@ class LayoutDetector(Protocol):
         page's pixel coordinates."""
         ...
 
-
-Box = tuple[float, float, float, float]
-
-
-def clip_to_page(coordinate: Sequence[float], width: int, height: int) -> Box | None:
-    """``(x1, y1, x2, y2)`` clipped to a ``width`` x ``height`` page; ``None`` when
-    nothing of the box is left on the page. Every detector's boxes pass through here."""
-    x1, y1, x2, y2 = (float(v) for v in coordinate)
-    x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
-    y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
-    if x2 <= x1 or y2 <= y1:
-        return None
-    return x1, y1, x2, y2

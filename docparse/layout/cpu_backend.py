@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from docparse.errors import ModelSetupError
-from docparse.layout.base import clip_to_page
+from docparse.geometry import clip_to_page, iou
 from docparse.types import LayoutBox, LayoutParams
 
 log = logging.getLogger(__name__)
@@ -166,13 +166,3 @@ def drop_duplicates(boxes: list[LayoutBox]) -> list[LayoutBox]:
             kept.append(i)
     return [boxes[i] for i in sorted(kept)]
 
-
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two ``x1, y1, x2, y2`` boxes."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    overlap = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap
-    return overlap / union

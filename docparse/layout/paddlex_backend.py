@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from docparse.errors import ModelSetupError
-from docparse.layout.base import clip_to_page
+from docparse.geometry import clip_to_page
 from docparse.types import LayoutBox, LayoutParams
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from docparse.errors import ModelSetupError
+from docparse.geometry import Box, area, intersection
 from docparse.types import LayoutBox, RecognitionParams, RegionJob, RegionResult, Task
 
 log = logging.getLogger("docparse.cpu_ocr")
@@ -36,8 +37,6 @@ MODEL_FILES = {
 }
 # Lines overlapping vertically by at least this share of the shorter one are one row.
 ROW_OVERLAP = 0.5
-
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 
 
 @dataclass(frozen=True)
@@ -146,10 +145,10 @@ def assign_lines(lines: Sequence[OcrLine], boxes: Sequence[LayoutBox]) -> list[l
     line is not read into a neighbouring paragraph."""
     owned: list[list[OcrLine]] = [[] for _ in boxes]
     for line in lines:
-        area = _area(line.box)
-        if area <= 0 or not boxes:
+        line_area = area(line.box)
+        if line_area <= 0 or not boxes:
             continue
-        shares = [_overlap(line.box, box.coordinate) / area for box in boxes]
+        shares = [intersection(line.box, box.coordinate) / line_area for box in boxes]
         best = int(np.argmax(shares))
         if shares[best] > 0.5:
             owned[best].append(line)
@@ -232,10 +231,3 @@ def column_spans(lines: Sequence[OcrLine]) -> list[tuple[float, float]]:
             spans.append((x1, x2))
     return spans
 
-
-def _area(box: Box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _overlap(a: Box, b: Box) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
