@@ -47,18 +47,27 @@ def request_for(document: str | Path | bytes, **options: Any) -> dict:
     return {"file": base64.b64encode(data).decode("ascii"), **options}
 
 
+def input_tensor(request: dict, shape: list[int]) -> Any:
+    """The ``input`` tensor of our models: one JSON document (gRPC, sync or aio)."""
+    import tritonclient.grpc as grpcclient
+
+    tensor = grpcclient.InferInput("input", shape, "BYTES")
+    data = json.dumps(request, ensure_ascii=False).encode("utf-8")
+    tensor.set_data_from_numpy(np.array([data], dtype=np.object_).reshape(shape))
+    return tensor
+
+
+def output_json(result: Any) -> Any:
+    """The JSON document in a result's ``output`` tensor; ``None`` when it has none
+    (the empty final response of a stream)."""
+    output = result.as_numpy("output")
+    return None if output is None else json.loads(output.reshape(-1)[0])
+
+
 class TritonLayoutClient:
     def __init__(self, url: str = "127.0.0.1:8001", timeout: float = 600.0) -> None:
         self.url = url
         self.timeout = timeout
-
-    def _input(self, request: dict, shape: list[int]) -> Any:
-        import tritonclient.grpc as grpcclient
-
-        tensor = grpcclient.InferInput("input", shape, "BYTES")
-        data = json.dumps(request, ensure_ascii=False).encode("utf-8")
-        tensor.set_data_from_numpy(np.array([data], dtype=np.object_).reshape(shape))
-        return tensor
 
     def stream(self, request: dict, model: str = "layout-parsing-stream") -> Iterator[dict]:
         """Events of one document as Triton sends them: pages, then the final one."""
@@ -71,7 +80,7 @@ class TritonLayoutClient:
             client.start_stream(callback=lambda result, error: results.put((result, error)))
             client.async_stream_infer(
                 model,
-                [self._input(request, [1])],
+                [input_tensor(request, [1])],
                 request_id=uuid.uuid4().hex,
                 enable_empty_final_response=True,
             )
@@ -84,9 +93,8 @@ class TritonLayoutClient:
                     ) from None
                 if error is not None:
                     raise error_from_triton(error)
-                output = result.as_numpy("output")
-                if output is not None:
-                    event = json.loads(output.reshape(-1)[0])
+                event = output_json(result)
+                if event is not None:
                     yield event
                 final = result.get_response().parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
@@ -106,13 +114,13 @@ class TritonLayoutClient:
         client = grpcclient.InferenceServerClient(self.url)
         try:
             result = client.infer(
-                "layout-parsing", [self._input(request, [1, 1])], client_timeout=self.timeout
+                "layout-parsing", [input_tensor(request, [1, 1])], client_timeout=self.timeout
             )
         except InferenceServerException as exc:
             raise error_from_triton(exc) from None
         finally:
             client.close()
-        return json.loads(result.as_numpy("output").reshape(-1)[0])
+        return output_json(result)
 
 
 def is_final(event: dict) -> bool:

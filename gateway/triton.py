@@ -7,15 +7,12 @@ cancels the stream, and Triton then cancels the work (the orchestrator watches f
 
 from __future__ import annotations
 
-import json
 from typing import AsyncIterator
 
-import numpy as np
-import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from docparse.client import error_from_triton
+from docparse.client import error_from_triton, input_tensor, output_json
 from docparse.errors import DocParseError, error_for_status
 from docparse.protocol import FINAL_EVENT
 
@@ -48,9 +45,7 @@ class TritonConnection:
 
     async def events(self, request: dict, log_id: str) -> AsyncIterator[dict]:
         """The document's events (pages, then the final one); raises DocParseError."""
-        body = json.dumps(request, ensure_ascii=False).encode("utf-8")
-        tensor = grpcclient.InferInput("input", [1], "BYTES")
-        tensor.set_data_from_numpy(np.array([body], dtype=np.object_))
+        tensor = input_tensor(request, [1])
 
         async def one_request():
             yield {"model_name": STREAM_MODEL, "inputs": [tensor], "request_id": log_id}
@@ -60,10 +55,9 @@ class TritonConnection:
             async for result, error in responses:
                 if error is not None:
                     raise error_from_triton(error)
-                output = result.as_numpy("output")
-                if output is None:
+                event = output_json(result)
+                if event is None:
                     continue
-                event = json.loads(output.reshape(-1)[0])
                 yield event
                 if event.get("type") == FINAL_EVENT:
                     return
