@@ -21,6 +21,8 @@ from typing import Any, Iterator
 
 import httpx
 
+from docparse.protocol import collect_events
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT = httpx.Timeout(connect=10.0, read=900.0, write=300.0, pool=10.0)
 
@@ -107,13 +109,14 @@ def safe_relative(path: str) -> PurePosixPath:
     return relative
 
 
-def write_outputs(source: Path, out: Path, pages: list[dict], data_info: Any) -> list[Path]:
+def write_outputs(source: Path, out: Path, result: dict) -> list[Path]:
+    """``result`` is the unary response's ``result``: layoutParsingResults, dataInfo."""
     out.mkdir(parents=True, exist_ok=True)
     stem = source.stem
+    pages = result["layoutParsingResults"]
     markdown = "\n\n".join((page.get("markdown") or {}).get("text", "") for page in pages)
     written = [out / f"{stem}.md", out / f"{stem}.json"]
     written[0].write_text(markdown + ("\n" if markdown and not markdown.endswith("\n") else ""), encoding="utf-8")
-    result = {"layoutParsingResults": pages, "dataInfo": data_info}
     written[1].write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     for page in pages:
         images = (page.get("markdown") or {}).get("images") or {}
@@ -183,11 +186,9 @@ def parse_command(args: argparse.Namespace) -> int:
     if final is None:
         progress.abandon()
         raise CliError("the stream ended before its final event (the gateway stopped?)")
-    pages.sort(key=lambda e: e.get("pageIndex", 0))
-    results = [e["result"] for e in pages]
-    data_info = final.get("dataInfo")
-    progress.finish(len(results))
-    written = write_outputs(source, out, results, data_info)
+    result = collect_events(final.get("logId", ""), [*pages, final])
+    progress.finish(len(result["layoutParsingResults"]))
+    written = write_outputs(source, out, result)
     figures = len(written) - 2
     print(f"wrote {written[0]} and {written[1]}" + (f" and {figures} figure(s)" if figures else ""))
     return 0

@@ -18,7 +18,7 @@ import sys
 import time
 
 from scripts.gateway_local import GatewayServer
-from scripts.processes import LaunchError, http_ok
+from scripts.processes import LaunchError, http_ok, wait_until_ready
 from scripts.triton_local import TritonServer
 
 DEFAULT_PORT = 8080
@@ -52,19 +52,14 @@ def engine_env() -> dict[str, str]:
 
 
 def wait_ready(url: str, gateway: GatewayServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if gateway.process is not None and gateway.process.poll() is not None:
-            raise LaunchError(
-                f"the gateway exited with code {gateway.process.returncode}. "
-                f"Log tail:\n{gateway.log_tail()}"
-            )
-        if http_ok(f"{url}/health/ready", timeout=5):
-            return
-        time.sleep(0.5)
-    raise LaunchError(
-        f"{url}/health/ready did not answer 200 within {timeout:.0f} s. "
-        f"Gateway log tail:\n{gateway.log_tail()}"
+    """Until the whole stack answers /health/ready (Triton, its models, the engines)."""
+    assert gateway.process is not None
+    wait_until_ready(
+        f"the stack behind {url}/health/ready",
+        lambda: http_ok(f"{url}/health/ready", timeout=5),
+        gateway.process,
+        timeout,
+        gateway.log_path,
     )
 
 

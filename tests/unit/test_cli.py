@@ -52,7 +52,8 @@ def test_figure_paths_must_stay_inside_the_output_folder(tmp_path):
     for bad in ("../escape.jpg", "/etc/escape.jpg", "imgs/../../escape.jpg"):
         page["markdown"]["images"] = {bad: "AAAA"}
         try:
-            cli.write_outputs(tmp_path / "doc.pdf", tmp_path / "out", [page], {})
+            result = {"layoutParsingResults": [page], "dataInfo": {}}
+            cli.write_outputs(tmp_path / "doc.pdf", tmp_path / "out", result)
         except cli.CliError as exc:
             assert "refusing" in str(exc)
         else:
