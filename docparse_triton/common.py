@@ -108,19 +108,15 @@ def json_output(response: "pb_utils.InferenceResponse", name: str) -> Any:
     return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
 
 
-# A BLS call to a decoupled model returns a blocking iterator. Advancing it in a thread
-# keeps the event loop free; the pool is large because every document waiting for its
-# next page holds one thread (the default executor has only cpu_count + 4).
-_STREAM_READERS = concurrent.futures.ThreadPoolExecutor(
-    max_workers=256, thread_name_prefix="bls-stream"
-)
 _END = object()
 
 
 def use_large_default_executor(loop: asyncio.AbstractEventLoop) -> None:
-    """BLS ``async_exec`` waits for its answer in the loop's default executor (cpu_count
-    + 4 threads: 6 here), which silently capped documents in flight at 6. Give every loop
-    that makes BLS calls a pool as large as the documents it may hold."""
+    """BLS ``async_exec`` waits for its answer in the loop's default executor, and a
+    decoupled call's blocking response iterator is advanced there too; each document
+    waiting for a page holds a thread. The default (cpu_count + 4 threads: 6 here)
+    silently capped documents in flight at 6, so every loop making BLS calls gets a pool
+    as large as the documents it may hold. Called by the BLS helpers below."""
     if getattr(loop, "_docparse_pool", None) is None:
         loop._docparse_pool = concurrent.futures.ThreadPoolExecutor(  # type: ignore[attr-defined]
             max_workers=256, thread_name_prefix="bls-exec"
@@ -132,10 +128,11 @@ async def stream_responses(
     request: "pb_utils.InferenceRequest",
 ) -> AsyncIterator["pb_utils.InferenceResponse"]:
     """Responses of a decoupled BLS call, raising the first error as a DocParseError."""
-    responses = await request.async_exec(decoupled=True)
     loop = asyncio.get_running_loop()
+    use_large_default_executor(loop)
+    responses = await request.async_exec(decoupled=True)
     while True:
-        response = await loop.run_in_executor(_STREAM_READERS, next, responses, _END)
+        response = await loop.run_in_executor(None, next, responses, _END)
         if response is _END:
             return
         if response.has_error():
@@ -146,6 +143,7 @@ async def stream_responses(
 
 async def infer(request: "pb_utils.InferenceRequest") -> "pb_utils.InferenceResponse":
     """A BLS call to a non-decoupled model, raising its error as a DocParseError."""
+    use_large_default_executor(asyncio.get_running_loop())
     response = await request.async_exec()
     if response.has_error():
         raise docparse_error(response.error())
@@ -177,7 +175,6 @@ class BackgroundLoop:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        use_large_default_executor(self.loop)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="model-loop")
         self._thread.start()
         self._in_flight = 0

@@ -31,7 +31,6 @@ from docparse_triton.common import (
     json_output,
     json_tensor,
     stream_responses,
-    use_large_default_executor,
 )
 
 log = logging.getLogger("docparse.orchestrator")
@@ -93,7 +92,6 @@ class TritonPythonModel:
     async def execute(self, requests: list) -> None:
         if self._documents is None:  # made here: it belongs to the stub's event loop
             self._documents = asyncio.Semaphore(self.settings.max_documents_in_flight)
-            use_large_default_executor(asyncio.get_running_loop())
         await asyncio.gather(*(self._serve(request) for request in requests))
         return None
 
