@@ -100,14 +100,24 @@ def _repo_copy(tmp_path: Path) -> Path:
     return copy
 
 
-def _fake_bin(tmp_path: Path, tools: dict[str, str]) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+def _add_tools(folder: Path, tools: dict[str, str]) -> Path:
+    """Write fake executables (name -> shell script) into ``folder``."""
+    folder.mkdir(exist_ok=True)
     for name, body in tools.items():
-        path = bin_dir / name
+        path = folder / name
         path.write_text(body)
         path.chmod(0o755)
-    return bin_dir
+    return folder
+
+
+def _fake_bin(tmp_path: Path, tools: dict[str, str]) -> Path:
+    return _add_tools(tmp_path / "bin", tools)
+
+
+def _run_prepare(repo: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BASH, "prepare.sh", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.skipif(BASH is None, reason="needs bash")
@@ -115,10 +125,7 @@ def test_prepare_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
     repo = _repo_copy(tmp_path)
     bin_dir = _fake_bin(tmp_path, {"docker": FAKE_DOCKER, "nvidia-smi": FAKE_NVIDIA_SMI})
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [BASH, "prepare.sh", "--dry-run", "--skip-download"],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=60,
-    )
+    result = _run_prepare(repo, "--dry-run", "--skip-download", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "would: cp .env.example .env" in result.stdout
     assert "would: docker compose build" in result.stdout
@@ -131,10 +138,7 @@ def test_prepare_dry_run_plans_the_downloads(tmp_path):
     repo = _repo_copy(tmp_path)
     bin_dir = _fake_bin(tmp_path, {"docker": FAKE_DOCKER, "nvidia-smi": FAKE_NVIDIA_SMI})
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [BASH, "prepare.sh", "--dry-run"],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=60,
-    )
+    result = _run_prepare(repo, "--dry-run", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "download zai-org/GLM-OCR --local-dir models/GLM-OCR" in result.stdout
     assert "PP-DocLayoutV3_infer.tar" in result.stdout
@@ -157,11 +161,7 @@ def _bare_path(tmp_path: Path) -> Path:
 def test_prepare_names_a_missing_docker(tmp_path):
     repo = _repo_copy(tmp_path)
     bare = _bare_path(tmp_path)
-    result = subprocess.run(
-        [BASH, "prepare.sh", "--dry-run"],
-        cwd=repo, env={"PATH": str(bare), "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
-    )
+    result = _run_prepare(repo, "--dry-run", env={"PATH": str(bare), "HOME": str(tmp_path)})
     assert result.returncode == 1
     assert "docker is not installed" in result.stderr
     assert not (repo / ".env").exists()
@@ -171,21 +171,12 @@ def test_prepare_names_a_missing_docker(tmp_path):
 def test_prepare_names_a_missing_nvidia_driver(tmp_path):
     repo = _repo_copy(tmp_path)
     bare = _bare_path(tmp_path)
-    for name, body in {"docker": FAKE_DOCKER}.items():
-        (bare / name).write_text(body)
-        (bare / name).chmod(0o755)
-    result = subprocess.run(
-        [BASH, "prepare.sh", "--dry-run"],
-        cwd=repo, env={"PATH": str(bare), "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
-    )
+    _add_tools(bare, {"docker": FAKE_DOCKER})
+    env = {"PATH": str(bare), "HOME": str(tmp_path)}
+    result = _run_prepare(repo, "--dry-run", env=env)
     assert result.returncode == 1
     assert "nvidia-smi" in result.stderr
-    cpu = subprocess.run(
-        [BASH, "prepare.sh", "--dry-run", "--cpu"],
-        cwd=repo, env={"PATH": str(bare), "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
-    )
+    cpu = _run_prepare(repo, "--dry-run", "--cpu", env=env)
     assert cpu.returncode == 0, cpu.stdout + cpu.stderr
     assert "would: docker compose --profile cpu build" in cpu.stdout
 
