@@ -83,12 +83,33 @@ check_prerequisites() {
     fi
 }
 
+# --- disk ------------------------------------------------------------------------------
+check_disk() {
+    local need_gb=50 free_kb
+    [ "$cpu" = 1 ] && need_gb=10
+    free_kb="$(df -Pk . 2>/dev/null | awk 'NR == 2 { print $4 }')" || free_kb=""
+    if [ -z "$free_kb" ]; then
+        warn "could not read the free disk space here"
+    elif [ "$free_kb" -lt $((need_gb * 1024 * 1024)) ]; then
+        warn "$((free_kb / 1024 / 1024)) GB free here; images and models need about ${need_gb} GB"
+    else
+        say "ok: $((free_kb / 1024 / 1024)) GB free (about ${need_gb} GB needed)"
+    fi
+}
+
 # --- .env ------------------------------------------------------------------------------
+# COMPOSE_PROFILES in .env makes `docker compose up` start the gpu or the cpu stack.
 make_env() {
+    local profile=gpu current
+    [ "$cpu" = 1 ] && profile=cpu
     if [ -e .env ]; then
         say "ok: .env exists (left as it is)"
+        current="$(sed -n 's/^COMPOSE_PROFILES=//p' .env | tail -n 1)"
+        [ "$current" = "$profile" ] \
+            || warn ".env has COMPOSE_PROFILES=${current:-(unset)}; set COMPOSE_PROFILES=$profile there for this host"
     else
         run cp .env.example .env
+        run sed -i "s/^COMPOSE_PROFILES=.*/COMPOSE_PROFILES=$profile/" .env
     fi
 }
 
@@ -122,8 +143,25 @@ download_layout() {
         return
     fi
     layout_present || fail "$LAYOUT_DIR lacks one of ${LAYOUT_FILES[*]} after extracting $LAYOUT_URL"
+    grep -q "model_name: *$LAYOUT_MODEL\b" "$LAYOUT_DIR/inference.yml" \
+        || fail "$LAYOUT_DIR/inference.yml is not the $LAYOUT_MODEL model (Global.model_name differs)"
     rm -f "$tmp"
     say "ok: $LAYOUT_DIR has ${LAYOUT_FILES[*]}"
+}
+
+# Every weight file the checkpoint index names is present and not empty.
+verify_vlm() {
+    local index="$VLM_DIR/model.safetensors.index.json" files f
+    [ -s "$VLM_DIR/config.json" ] || fail "$VLM_DIR/config.json is missing after the download"
+    if [ -s "$index" ]; then
+        files="$(grep -o '"[^"]*\.safetensors"' "$index" | tr -d '"' | sort -u)"
+    else
+        files=model.safetensors
+    fi
+    for f in $files; do
+        [ -s "$VLM_DIR/$f" ] || fail "$VLM_DIR/$f is missing or empty after the download"
+    done
+    say "ok: $VLM_DIR has config.json and $(echo "$files" | wc -w) weight file(s)"
 }
 
 download_vlm() {
@@ -136,16 +174,25 @@ download_vlm() {
             fail "huggingface-cli is missing: pip install -U 'huggingface_hub[cli]'"
         fi
     fi
-    # Resumable: files already complete are skipped.
+    # Resumable: complete files are skipped. verify_vlm then checks every file is there.
     run "$hf" download "$VLM_REPO" --local-dir "$VLM_DIR"
+    if [ "$dry_run" = 1 ]; then
+        say "would: check $VLM_DIR has config.json and every weight file of its index"
+    else
+        verify_vlm
+    fi
 }
 
 main() {
     [ "$dry_run" = 1 ] && say "dry run: nothing is changed"
     check_prerequisites
+    check_disk
     make_env
     if [ "$skip_download" = 1 ]; then
         say "ok: --skip-download: model files not downloaded"
+        if [ "$cpu" = 0 ] && { ! layout_present || [ ! -s "$VLM_DIR/config.json" ]; }; then
+            warn "$LAYOUT_DIR or $VLM_DIR is incomplete: the gpu stack will not start without them"
+        fi
     elif [ "$cpu" = 1 ]; then
         say "ok: --cpu: the CPU engines ship in wheels, nothing to download"
     else
@@ -153,11 +200,11 @@ main() {
         download_layout
     fi
     if [ "$cpu" = 1 ]; then
-        run docker compose --profile cpu build tritonserver-cpu gateway-cpu
+        run docker compose --profile cpu build
     else
-        run docker compose build
+        run docker compose --profile gpu build
     fi
-    say "done: start with 'docker compose up -d'"
+    say "done: start with 'docker compose up -d', then: curl -s localhost:8080/health/ready"
 }
 
 main

@@ -32,8 +32,8 @@ RUN python3 -m pip install --ignore-requires-python . "numpy<2"
 COPY model_repository ./model_repository
 COPY docker/tritonserver-entrypoint.sh /usr/local/bin/tritonserver-entrypoint.sh
 
-# The base image has the non-root user triton-server (uid 1000).
-USER triton-server
+# The base image's non-root user triton-server (uid 1000).
+USER 1000
 ENV HOME=/home/triton-server \
     PADDLE_PDX_CACHE_HOME=/tmp/paddlex
 

@@ -9,13 +9,15 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from docparse.settings import Settings
 from scripts.triton_local import TritonServer
-from tests.unit.test_settings import COMPOSE_SECTION, env_example_sections
+from tests.unit.test_settings import COMPOSE_SECTION, env_example, env_example_sections
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -37,45 +39,128 @@ def test_compose_variables_are_in_env_example():
     names = compose_variables()
     assert {"VLLM_MAX_NUM_SEQS", "GPU_DEVICE_ID", "VLLM_EXTRA_ARGS"} <= names
     assert names - documented == set()
-    # compose-only variables are exactly the ones compose.yaml uses and DocParse does not
+    # compose-only variables are the ones compose.yaml uses and DocParse does not, plus
+    # COMPOSE_PROFILES, which docker compose itself reads from .env
     compose_only = set(sections[COMPOSE_SECTION])
-    assert compose_only <= names
+    assert compose_only - {"COMPOSE_PROFILES"} <= names
 
 
-def test_compose_parses_with_the_expected_services():
-    spec = yaml.safe_load(COMPOSE.read_text())
+def compose_spec() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_every_service_environment_variable_is_a_setting():
+    """A misspelt HPS_* name in compose.yaml would be silently ignored by the container."""
+    known = set(Settings.env_names().values())
+    for name, service in compose_spec()["services"].items():
+        environment = service.get("environment", {})
+        ours = {key for key in environment if key.startswith("HPS_") or key in ("GPU_DEVICE_ID", "UVICORN_WORKERS")}
+        assert ours - known == set(), name
+        values = {key: str(environment[key]) for key in ours}
+        Settings(**{field: values[env] for field, env in Settings.env_names().items() if env in values})
+
+
+def test_compose_profiles_pick_one_whole_stack():
+    spec = compose_spec()
     services = spec["services"]
-    assert {"vlm", "tritonserver", "gateway"} <= set(services)
+    by_profile: dict[str, set[str]] = {}
+    for name, service in services.items():
+        assert len(service.get("profiles", [])) == 1, f"{name} must be in exactly one profile"
+        by_profile.setdefault(service["profiles"][0], set()).add(name)
+    assert by_profile == {
+        "gpu": {"vlm", "tritonserver", "gateway"},
+        "cpu": {"tritonserver-cpu", "gateway-cpu"},
+    }
+    assert env_example_sections()[COMPOSE_SECTION]["COMPOSE_PROFILES"] == "gpu"
+
+
+def test_compose_gpu_stack_is_wired_in_order():
+    services = compose_spec()["services"]
     assert services["tritonserver"]["environment"]["HPS_VLM_URL"] == "http://vlm:8000/v1"
+    assert services["gateway"]["environment"]["HPS_VLM_URL"] == "http://vlm:8000/v1"
     assert services["gateway"]["environment"]["HPS_TRITON_URL"] == "tritonserver:8001"
-    assert services["gateway"]["ports"] == ["8080:8080"]
+    assert services["gateway-cpu"]["environment"]["HPS_TRITON_URL"] == "tritonserver-cpu:8001"
+    assert services["gateway-cpu"]["environment"]["HPS_RECOGNIZER"] == "cpu"
+    for gateway in ("gateway", "gateway-cpu"):
+        assert services[gateway]["ports"] == ["8080:8080"]
     assert services["tritonserver"]["depends_on"]["vlm"]["condition"] == "service_healthy"
     assert services["gateway"]["depends_on"]["tritonserver"]["condition"] == "service_healthy"
+    assert services["gateway-cpu"]["depends_on"]["tritonserver-cpu"]["condition"] == "service_healthy"
     for name in ("vlm", "tritonserver"):
         devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["device_ids"] == ["${GPU_DEVICE_ID:-0}"]
     for name, service in services.items():
         assert service["restart"] == "unless-stopped", name
-        assert "healthcheck" in service, name
+        assert service["healthcheck"]["start_period"], name
     assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", services["vlm"]["image"])
 
 
-def _docker_compose_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-    return probe.returncode == 0
+def test_compose_serves_the_weights_prepare_sh_downloads():
+    """The model folders mounted into the containers are the ones prepare.sh fills, so
+    nothing is downloaded when the containers start."""
+    script = (ROOT / "prepare.sh").read_text()
+    vlm_dir = re.search(r"^VLM_DIR=(\S+)$", script, flags=re.M).group(1)
+    layout_dir = re.search(r'^LAYOUT_DIR="models/\$\{LAYOUT_MODEL\}"$', script, flags=re.M)
+    layout_model = re.search(r"^LAYOUT_MODEL=(\S+)$", script, flags=re.M).group(1)
+    assert layout_dir, "prepare.sh must download the layout model into models/<name>"
+    services = compose_spec()["services"]
+    assert f"./{vlm_dir}:/models/GLM-OCR:ro" in services["vlm"]["volumes"]
+    assert services["vlm"]["command"].split()[0] == "/models/GLM-OCR"
+    assert services["vlm"]["environment"]["HF_HUB_OFFLINE"] == "1"
+    triton = services["tritonserver"]
+    assert f"./models/{layout_model}:/models/{layout_model}:ro" in triton["volumes"]
+    assert triton["environment"]["HPS_LAYOUT_MODEL_DIR"] == f"/models/{layout_model}"
+    assert env_example()["HPS_LAYOUT_MODEL_NAME"] == layout_model
 
 
-@pytest.mark.skipif(not _docker_compose_available(), reason="no docker compose v2 plugin here")
-def test_docker_compose_config_accepts_the_file(tmp_path):
-    env = {**os.environ, "COMPOSE_PROJECT_NAME": "docparse-test"}
-    for profile in ([], ["--profile", "cpu"]):
-        result = subprocess.run(
-            ["docker", "compose", "-f", str(COMPOSE), *profile, "config", "--quiet"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
+def run_tool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run a linter installed in this virtualenv (make install puts them there)."""
+    tool = Path(sys.executable).parent / args[0]
+    return subprocess.run([str(tool), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_compose_file_validates_against_the_compose_specification():
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_validation_catches_a_wrong_field(tmp_path):
+    broken = compose_spec()
+    broken["services"]["gateway"]["healthcheck"]["start-period"] = "30s"  # "start_period"
+    path = tmp_path / "compose.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(path))
+    assert result.returncode != 0
+    assert "start-period" in result.stdout + result.stderr
+
+
+DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
+SHELL_SCRIPTS = [ROOT / "prepare.sh", ENTRYPOINT, ROOT / "scripts" / "tritonserver-local", ROOT / ".ci" / "run"]
+
+
+def test_dockerfiles_lint_clean():
+    assert len(DOCKERFILES) == 3
+    result = run_tool("hadolint", "--no-color", "--failure-threshold", "info", *map(str, DOCKERFILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shell_scripts_pass_shellcheck():
+    result = run_tool("shellcheck", *map(str, SHELL_SCRIPTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+TRITON_SIDE = [ROOT / "docparse", ROOT / "docparse_triton", ROOT / "model_repository"]
+
+
+def test_code_in_the_triton_image_runs_on_its_python_3_10(tmp_path):
+    """The NGC image's Python is 3.10 (its Python backend stub is built for it); the
+    code it loads must use no newer feature. vermin must also catch one when there is."""
+    result = run_tool("vermin", "-t=3.10-", "--no-tips", "--violations", *map(str, TRITON_SIDE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    newer = tmp_path / "newer.py"
+    newer.write_text("import asyncio\n\nasync def f():\n    async with asyncio.timeout(1):\n        pass\n")
+    caught = run_tool("vermin", "-t=3.10-", "--no-tips", "--violations", str(newer))
+    assert caught.returncode != 0 and "asyncio.timeout" in caught.stdout
 
 
 # --- prepare.sh ----------------------------------------------------------------------
@@ -128,9 +213,30 @@ def test_prepare_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
     result = _run_prepare(repo, "--dry-run", "--skip-download", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "would: cp .env.example .env" in result.stdout
-    assert "would: docker compose build" in result.stdout
+    assert "would: sed -i s/^COMPOSE_PROFILES=.*/COMPOSE_PROFILES=gpu/ .env" in result.stdout
+    assert "would: docker compose --profile gpu build" in result.stdout
+    assert "the gpu stack will not start without them" in result.stderr
     assert not (repo / ".env").exists()
     assert not (repo / "models").exists()
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+def test_prepare_writes_the_cpu_profile_into_a_new_env_and_never_overwrites(tmp_path):
+    repo = _repo_copy(tmp_path)
+    bin_dir = _fake_bin(tmp_path, {"docker": FAKE_DOCKER})
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = _run_prepare(repo, "--cpu", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = (repo / ".env").read_text()
+    assert "\nCOMPOSE_PROFILES=cpu\n" in written
+    assert written.replace("COMPOSE_PROFILES=cpu", "COMPOSE_PROFILES=gpu") == (repo / ".env.example").read_text()
+    assert "fake docker: compose --profile cpu build" in result.stdout
+    # a second run, for the GPU, keeps the operator's .env and says what to change
+    (repo / ".env").write_text(written + "HPS_LOG_LEVEL=DEBUG\n")
+    again = _run_prepare(repo, "--skip-download", env={**env, "PATH": f"{_add_tools(bin_dir, {'nvidia-smi': FAKE_NVIDIA_SMI})}{os.pathsep}{os.environ['PATH']}"})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (repo / ".env").read_text().endswith("HPS_LOG_LEVEL=DEBUG\n")
+    assert "set COMPOSE_PROFILES=gpu there" in again.stderr
 
 
 @pytest.mark.skipif(BASH is None, reason="needs bash")
@@ -149,8 +255,8 @@ def _bare_path(tmp_path: Path) -> Path:
     """A folder with links to bash and the coreutils prepare.sh uses, and no docker."""
     bare = tmp_path / "bare"
     bare.mkdir()
-    for tool in ("bash", "sh", "cat", "dirname", "printf", "head", "tr", "awk", "grep", "cp",
-                 "mkdir", "env"):
+    for tool in ("bash", "sh", "cat", "dirname", "printf", "head", "tail", "tr", "awk", "grep",
+                 "cp", "mkdir", "env", "sed", "df", "wc", "sort"):
         found = shutil.which(tool)
         if found:
             (bare / tool).symlink_to(found)
@@ -179,6 +285,7 @@ def test_prepare_names_a_missing_nvidia_driver(tmp_path):
     cpu = _run_prepare(repo, "--dry-run", "--cpu", env=env)
     assert cpu.returncode == 0, cpu.stdout + cpu.stderr
     assert "would: docker compose --profile cpu build" in cpu.stdout
+    assert "COMPOSE_PROFILES=cpu" in cpu.stdout
 
 
 # --- the container's tritonserver flags ------------------------------------------------
