@@ -73,18 +73,25 @@ def wait_until_ready(
 
 
 def stop_group(process: subprocess.Popen | None, timeout: float = 30.0) -> None:
-    """SIGTERM the process group (graceful), SIGKILL it past ``timeout`` seconds."""
+    """SIGTERM the leader only, as ``docker stop`` does, and SIGKILL the whole group past
+    ``timeout`` seconds. The leader stops its children in order (gunicorn its workers,
+    tritonserver its Python stubs); a SIGTERM sent straight to a stub running Paddle
+    aborts it, and tritonserver then waits its whole exit timeout for that model."""
     if process is None or process.poll() is not None:
         return
     try:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
     except ProcessLookupError:
         return
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        pass
+    try:  # past the timeout, or stragglers the leader left behind
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
 
 
 def launch(
