@@ -26,7 +26,8 @@ COPY docparse_triton ./docparse_triton
 COPY gateway ./gateway
 # The image's Python is 3.10 (the Python backend stub is built for it) while the project
 # declares >=3.11: the code Triton loads (docparse, docparse_triton, model_repository)
-# uses no 3.11-only feature (only gateway/ does, and it runs in its own 3.11 image).
+# uses no 3.11-only feature, which tests/unit/test_deploy.py checks with vermin (only
+# gateway/ needs 3.11, and it runs in its own 3.11 image).
 RUN python3 -m pip install --ignore-requires-python . "numpy<2"
 
 COPY model_repository ./model_repository
