@@ -11,6 +11,7 @@ flags and config files must load and parse a document.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from docparse.client import TritonLayoutClient, request_for
 from scripts.processes import free_port, http_ok, launch, log_tail, stop_group
 from scripts.triton_local import prepare_backend_dir, pytriton_dir, stub_environment
 from tests.support.documents import sample_pdf
-from tests.unit.test_settings import env_example
+from tests.unit.test_settings import env_example, env_example_sections
 
 pytestmark = pytest.mark.triton
 
@@ -31,14 +32,23 @@ ENTRYPOINT = ROOT / "docker" / "tritonserver-entrypoint.sh"
 
 def container_environment() -> dict[str, str]:
     """What the compose service's container sees: .env (from .env.example), then the
-    service's own ``environment`` on top, as docker compose merges them."""
+    service's own ``environment`` on top, as docker compose merges them, with its
+    ``${VAR:-default}`` references filled from .env.example."""
     service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["tritonserver"]
-    return {**env_example(), **{key: str(value) for key, value in service["environment"].items()}}
+    dotenv = {name: value for pairs in env_example_sections().values() for name, value in pairs.items()}
+
+    def interpolate(value: object) -> str:
+        return re.sub(
+            r"\$\{(\w+):-([^}]*)\}", lambda m: dotenv.get(m.group(1)) or m.group(2), str(value)
+        )
+
+    return {**env_example(), **{key: interpolate(value) for key, value in service["environment"].items()}}
 
 
 def test_the_image_start_command_serves_our_repository(tmp_path, tiny_layout_dir, vlm_server):
     container_env = container_environment()
     assert container_env["HPS_LAYOUT_DEVICE"] == "gpu"
+    assert container_env["TRITON_MODEL_CONFIG_NAME"] == "gpu"
     not_here = {
         "HPS_LAYOUT_MODEL_DIR": str(tiny_layout_dir),  # the stand-in weights
         "HPS_LAYOUT_DEVICE": "cpu",  # no GPU

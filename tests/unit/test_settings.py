@@ -41,6 +41,7 @@ def env_example() -> dict[str, str]:
 def test_env_example_has_the_compose_section():
     assert set(env_example_sections()[COMPOSE_SECTION]) == {
         "COMPOSE_PROFILES",
+        "TRITON_MODEL_CONFIG_NAME",
         "VLLM_MAX_NUM_SEQS",
         "VLLM_GPU_MEMORY_UTILIZATION",
         "VLLM_MAX_MODEL_LEN",
