@@ -251,21 +251,26 @@ class VlmRecognizer:
         if job.task in (Task.IMAGE, Task.DROP):
             return RegionResult("")
         started = time.perf_counter()
+        timings = {"crop_cpu": 0.0}  # _read fills it in, so a failed call keeps it too
         try:
-            content = await self._read(page, job, params)
+            content = await self._read(page, job, params, timings)
         except Exception as exc:  # noqa: BLE001 - one region's failure stays with that region
             if isinstance(exc, DocParseError):
                 message = exc.message  # the client has logged it
             else:
                 message = f"{type(exc).__name__}: {exc}"
                 log.exception("logId=%s region %s failed", params.log_id or "-", job.box.label)
-            return RegionResult(error=message, timings={"seconds": time.perf_counter() - started})
-        return RegionResult(content, timings={"seconds": time.perf_counter() - started})
+            timings["seconds"] = time.perf_counter() - started
+            return RegionResult(error=message, timings=timings)
+        timings["seconds"] = time.perf_counter() - started
+        return RegionResult(content, timings=timings)
 
-    async def _read(self, page: np.ndarray, job: RegionJob, params: RecognitionParams) -> str:
+    async def _read(
+        self, page: np.ndarray, job: RegionJob, params: RecognitionParams, timings: dict[str, float]
+    ) -> str:
         settings = self.settings
         prompt = self.tasks.prompt_for(job.task)
-        image = await asyncio.to_thread(
+        image, timings["crop_cpu"] = await asyncio.to_thread(
             self._encode,
             page,
             job,
@@ -283,10 +288,17 @@ class VlmRecognizer:
         )
         return clean_answer(answer, job.task)
 
-    def _encode(self, page: np.ndarray, job: RegionJob, min_pixels: int, max_pixels: int) -> str:
-        """Crop, resize and JPEG-encode: the CPU part, run off the event loop."""
+    def _encode(
+        self, page: np.ndarray, job: RegionJob, min_pixels: int, max_pixels: int
+    ) -> tuple[str, float]:
+        """Crop, resize and JPEG-encode: the CPU part, run off the event loop. Returns the
+        data URI and the CPU seconds of this thread spent on it: ``thread_time``, because
+        the process works on many regions and documents at once and its CPU clock
+        (``process_time``) would charge all of them to this crop."""
+        cpu_started = time.thread_time()
         crop = crop_region(page, job.box, self.settings.crop_padding)
-        return encode_jpeg_data_uri(resize_for_vlm(crop, min_pixels, max_pixels))
+        uri = encode_jpeg_data_uri(resize_for_vlm(crop, min_pixels, max_pixels))
+        return uri, time.thread_time() - cpu_started
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -4,12 +4,16 @@ and nothing accepted is lost."""
 import asyncio
 from dataclasses import dataclass
 
+import httpx
 import numpy as np
 import pytest
 
 from docparse.errors import InvalidDocumentError
 from docparse.pipeline import DocumentInfo, DocumentPipeline
 from docparse.protocol import parse_request
+from docparse.recognition.tasks import TaskTable
+from docparse.recognition.vlm import VlmClient, VlmRecognizer
+from docparse.settings import Settings
 from docparse.types import LayoutBox, RegionResult, Task
 
 
@@ -123,6 +127,41 @@ async def test_layout_off_sends_the_whole_page_as_one_region():
     await pipeline(EchoRecognizer({}), no_detect).run(request, pages(1), emit, "id")
     items = events[0]["result"]["prunedResult"]["parsing_res_list"]
     assert [(i["block_label"], i["block_bbox"]) for i in items] == [("table", [0, 0, 100, 100])]
+
+
+async def test_final_timings_name_every_stage_and_crop_cpu_grows_with_the_regions():
+    """crop_cpu counts the orchestrator's own CPU per region (crop, resize, JPEG), so a
+    page with more regions costs more; no wall-clock threshold is involved."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"choices": [{"message": {"content": "text"}}]})
+
+    settings = Settings(vlm_max_retries=0)
+    client = VlmClient("http://vlm.invalid/v1", "glm-ocr", transport=httpx.MockTransport(answer))
+    tasks = TaskTable.from_settings(settings)
+    noise = np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)
+
+    async def one_page():
+        yield DocumentInfo("image", 1, 1), Page(0, noise, 800, 800)
+
+    async def final_timings(regions: int) -> dict:
+        async def detect_regions(image, options):
+            return [LayoutBox("text", 0.9, (0, 0, 400 + i, 400)) for i in range(regions)]
+
+        engine = VlmRecognizer(client, tasks, settings)
+        final = await DocumentPipeline(engine, tasks, detect_regions, "test-layout").run(
+            REQUEST, one_page(), _ignore, "id"
+        )
+        return final["timings"]
+
+    try:
+        one, many = await final_timings(1), await final_timings(12)
+    finally:
+        await client.aclose()
+    assert set(one) == {"render", "layout", "recognition", "assemble", "total", "crop_cpu", "assemble_cpu"}
+    assert all(value >= 0 for value in one.values())
+    assert many["crop_cpu"] > one["crop_cpu"]
+    assert many["assemble_cpu"] > 0
 
 
 async def _ignore(event):
