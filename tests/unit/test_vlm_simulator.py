@@ -426,7 +426,7 @@ def test_completion_tokens_follow_the_task_and_the_seed(batching):
 
 async def test_a_call_takes_longer_when_more_calls_decode_beside_it(batching):
     batching.configure(max_num_seqs=8, prefill_seconds_per_token=0, decode_step_seconds=0.001,
-                       decode_step_seconds_per_seq=0.004, text_output_tokens=40, output_tokens_cv=0)
+                       decode_step_seconds_per_seq=0.004, text_output_tokens=60, output_tokens_cv=0)
     async with httpx.AsyncClient(timeout=30) as client:
         await client.post(f"{batching.url}/chat/completions", json=chat())
         await asyncio.gather(*(client.post(f"{batching.url}/chat/completions", json=chat()) for _ in range(8)))
@@ -437,7 +437,7 @@ async def test_a_call_takes_longer_when_more_calls_decode_beside_it(batching):
 
 async def test_busy_slot_seconds_measure_utilisation_between_two_scrapes(batching):
     batching.configure(max_num_seqs=4, prefill_seconds_per_token=0, decode_step_seconds=0.004,
-                       decode_step_seconds_per_seq=0, text_output_tokens=50, output_tokens_cv=0)
+                       decode_step_seconds_per_seq=0, text_output_tokens=100, output_tokens_cv=0)
     before = batching.stats()
     async with httpx.AsyncClient(timeout=30) as client:
         await asyncio.gather(*(client.post(f"{batching.url}/chat/completions", json=chat()) for _ in range(3)))
