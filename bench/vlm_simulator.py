@@ -153,9 +153,11 @@ def parse_chat_request(raw: bytes, served_model: str) -> ChatRequest:
     urls = [(p.get("image_url") or {}).get("url") for p in parts if p.get("type") == "image_url"]
     if not all(isinstance(t, str) for t in texts):
         raise ApiError(400, "a text part has no 'text' string")
-    if len(urls) != 1 or not isinstance(urls[0], str):
-        raise ApiError(400, f"expected exactly one image_url part with a 'url', got {len(urls)}")
-    image, width, height = decode_data_uri(urls[0])
+    # vLLM answers text-only prompts too (the GLM-OCR SDK probes the server with "hello"
+    # before it starts); GLM-OCR region calls carry one image.
+    if len(urls) > 1 or not all(isinstance(u, str) for u in urls):
+        raise ApiError(400, f"expected at most one image_url part with a 'url', got {len(urls)}")
+    image, width, height = decode_data_uri(urls[0]) if urls else (b"", 0, 0)
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
         raise ApiError(400, f"'max_tokens' must be a positive integer, got {max_tokens!r}")

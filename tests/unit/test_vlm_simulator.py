@@ -108,16 +108,31 @@ def test_unknown_model_is_404_in_openai_format(sim):
     assert error["type"] == "NotFoundError" and error["code"] == 404
 
 
+def test_a_text_only_prompt_is_answered_like_vllm_does(sim):
+    """The GLM-OCR SDK sends a text-only "hello" before it starts, and needs a 200."""
+    body = {"model": "glm-ocr", "max_tokens": 10,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}
+    response = post(sim, body)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "echo: hello 0x0"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"model": "glm-ocr", "messages": [{"role": "user", "content": "Text Recognition:"}]}, "image_url"),
+        (
+            {"model": "glm-ocr", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ]}]},
+            "at most one image_url",
+        ),
         (chat(image=b"not a jpeg"), "could not be decoded"),
         ({"model": "glm-ocr", "messages": []}, "messages"),
         (chat(max_tokens=0), "max_tokens"),
         ([1, 2], "JSON object"),
     ],
-    ids=["missing image", "bad image", "no messages", "bad max_tokens", "not an object"],
+    ids=["two images", "bad image", "no messages", "bad max_tokens", "not an object"],
 )
 def test_malformed_requests_are_400(sim, body, message):
     response = post(sim, body)
