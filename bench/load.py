@@ -9,7 +9,8 @@ requests as clients have finished, so the pipeline is full), then measure a wind
 ``--duration`` seconds (or until ``--requests`` requests have finished). Pages and regions
 are counted as they arrive inside the window; CPU, the VLM stand-in's counters and
 Triton's metrics are read at the window's edges. Requests still running when the window
-closes are cancelled (not counted) and the point ends when the service is idle again.
+closes finish uncounted (cancelling them would exercise the cancellation path, not the
+steady state) and the point ends when the service is idle again.
 Then the overhead of gateway + Triton + orchestration at concurrency 1 (``--overhead-requests``).
 Results go to ``--out`` (default bench/results/<timestamp>/): results.json, results.md,
 results.png, and the servers' logs in stack/.
@@ -51,7 +52,7 @@ from scripts.processes import LaunchError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = REPO_ROOT / "bench" / "results"
 SAMPLE_EVERY = 0.2  # seconds between samples of the VLM's running requests
-IDLE_TIMEOUT = 120.0  # seconds the service may take to finish cancelled work between points
+IDLE_TIMEOUT = 120.0  # seconds the service may take to become idle after the last response
 VERSIONED = ("docparse-hps", "nvidia-pytriton", "tritonclient", "paddlepaddle", "paddlex", "fastapi",
              "gunicorn", "uvicorn", "httpx", "grpcio", "numpy", "pillow", "pypdfium2", "matplotlib")
 
@@ -302,11 +303,13 @@ def arrival_offsets(rate: float, arrival: str, rng: random.Random) -> Iterator[f
 Issue = Callable[[float], Awaitable[RequestRecord]]
 
 
-async def generate(load: ClosedLoop | OpenLoop, issue: Issue, on_done: Callable[[RequestRecord], None]) -> None:
-    """Send requests in ``load``'s shape until cancelled (cancelling those in flight)."""
+async def generate(load: ClosedLoop | OpenLoop, issue: Issue, on_done: Callable[[RequestRecord], None],
+                   stop: asyncio.Event) -> None:
+    """Send requests in ``load``'s shape until ``stop`` is set, then wait for those in
+    flight. Cancelling it cancels them."""
     if isinstance(load, ClosedLoop):
         async def client() -> None:
-            while True:
+            while not stop.is_set():
                 on_done(await issue(time.perf_counter()))
 
         await asyncio.gather(*(client() for _ in range(load.concurrency)))
@@ -323,11 +326,17 @@ async def generate(load: ClosedLoop | OpenLoop, issue: Issue, on_done: Callable[
     start = time.perf_counter()
     try:
         for offset in arrival_offsets(load.rate, load.arrival, random.Random(load.seed)):
-            await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
+            try:  # sleep until the arrival, unless stopped first
+                await asyncio.wait_for(stop.wait(), max(0.0, start + offset - time.perf_counter()))
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                break
             await slots.acquire()  # a full house delays the send; the record keeps the delay
             task = asyncio.create_task(one(start + offset))
             running.add(task)
             task.add_done_callback(running.discard)
+        await asyncio.gather(*running)
     finally:
         for task in running:
             task.cancel()
@@ -502,8 +511,8 @@ def stage_cpu(cpu: dict, timings: list[dict], pages: int) -> dict:
 
 
 async def wait_until_idle(stack: BenchStack, timeout: float = IDLE_TIMEOUT) -> None:
-    """Wait (bounded) until cancelled work is gone: no VLM call running or queued and
-    no request pending in any Triton model, twice in a row."""
+    """Wait (bounded) until nothing is left to do: no VLM call running or queued and no
+    request pending in any Triton model, twice in a row."""
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline:
@@ -566,7 +575,8 @@ async def measure_point(run: Run, load: ClosedLoop | OpenLoop) -> dict:
                 enough.set()
 
     processes = [*stack.processes(), ("loadgen", os.getpid())]
-    generator = asyncio.create_task(generate(load, run.issue(), on_done))
+    stop = asyncio.Event()
+    generator = asyncio.create_task(generate(load, run.issue(), on_done, stop))
     try:
         await asyncio.sleep(run.warmup)
         if isinstance(load, ClosedLoop):
@@ -582,8 +592,10 @@ async def measure_point(run: Run, load: ClosedLoop | OpenLoop) -> dict:
         after = await asyncio.to_thread(take_snapshot, stack, processes)
         window["end"] = after.clock
         samples = await sampler.stop()
+        stop.set()
+        await generator  # the requests still in flight finish, uncounted
     finally:
-        generator.cancel()
+        generator.cancel()  # only does something when the measurement failed
         await asyncio.gather(generator, return_exceptions=True)
     await wait_until_idle(stack)
     return summarize_point(load, finished, window["start"], window["end"], before, after, samples)
@@ -970,6 +982,9 @@ def main(argv: list[str] | None = None) -> int:
     except LaunchError as exc:
         print(f"error: the service could not be started: {exc}\n(server logs: {options.out / 'stack'})",
               file=sys.stderr)
+        return 1
+    except (RuntimeError, OSError) as exc:  # the stack misbehaved during the measurement
+        print(f"error: {exc}\n(server logs: {options.out / 'stack'})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; the service was stopped", file=sys.stderr)

@@ -98,7 +98,7 @@ def markdown(results: dict) -> str:
     if points:
         parts += ["", "## Throughput and latency", "", _table(
             ["load", "pages/s", "regions/s", "requests ok/failed", "latency p50/p95/p99 ms",
-             "first page p50 ms", "VLM utilisation", "errors"],
+             "first page p50 ms", "VLM utilisation", "queued at client (p95 wait ms)", "errors"],
             [[
                 load_label(p),
                 _num(p["pages_per_s"]),
@@ -107,6 +107,7 @@ def markdown(results: dict) -> str:
                 "/".join(_ms(p["latency_s"][k]) for k in ("p50", "p95", "p99")),
                 _ms(p["first_page_s"]["p50"]),
                 _num(p["vlm_utilisation"]["value"]),
+                f"{p['queued_requests']} ({_ms(p['queue_wait_s']['p95'])})" if "queued_requests" in p else "–",
                 ", ".join(f"{kind}: {e['count']}" for kind, e in p["errors"].items()) or "0",
             ] for p in points],
         ), "", f"Regions counted from {points[0]['regions']['source']}; the simulator's "

@@ -181,6 +181,7 @@ def test_reports_are_written_from_a_results_json(tmp_path):
     assert json.loads(paths[0].read_text()) == results
     text = paths[1].read_text()
     assert "| c=4 | 0.40 | 1.90 | 2/1 | 1750/1975/1995 |" in text
+    assert "| 1 (450) | HTTP 503: 1 |" in text  # one request of three waited 0.5 s at the client
     assert "| c=16 |" in text and "HTTP 503: 1" in text
     assert "| gateway | image, layout off | 3 | 200 |" in text
     assert "image, layout off: 0 ms" in text
