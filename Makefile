@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e triton gateway clean
+.PHONY: install run test test-unit test-integration test-e2e bench triton gateway clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ test-integration: install
 
 test-e2e: install
 	$(PY) -m pytest -q tests/e2e
+
+# Short standard benchmark (about 3 min on 2 cores): the whole stack against the VLM
+# simulator; JSON, Markdown and PNG under bench/results/<timestamp>/ (see BENCHMARKS.md).
+bench: install
+	$(PY) -m bench.load --concurrency 1,4,16,64 --duration 10 --vlm-latency 0.2 --overhead-requests 20
 
 # A local tritonserver on 8000/8001/8002 (set HPS_LAYOUT_MODEL_DIR and HPS_VLM_URL first).
 triton: install
