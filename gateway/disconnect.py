@@ -37,3 +37,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     finally:
         for pending in (task, watcher):
             pending.cancel()
+        # Wait until both have really stopped: a cancelled ``anext(events)`` still runs
+        # until it reaches an await, and closing its generator before then fails with
+        # "aclose(): asynchronous generator is already running".
+        await asyncio.gather(task, watcher, return_exceptions=True)

@@ -228,6 +228,19 @@ def test_a_client_that_leaves_a_stream_cancels_the_work(http, vlm):
     assert_no_more_calls("gone", vlm, since=time.time())
 
 
+def test_a_client_that_leaves_before_the_first_page_is_cancelled_cleanly(start_gateway, vlm):
+    vlm.configure(latency=1.0, max_concurrency=4)
+    server = start_gateway(workers=1)
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before any event came
+        httpx.post(
+            f"{server.url}/layout-parsing/stream", json=body_for(sample_pdf(pages=6), logId="early"),
+            timeout=httpx.Timeout(30, read=0.5),
+        )
+    assert_no_more_calls("early", vlm, since=time.time())
+    log = server.log_tail(200)
+    assert "already running" not in log and "Traceback" not in log, log
+
+
 def test_sigterm_lets_requests_in_flight_finish(start_gateway, vlm):
     vlm.configure(latency=1.0)
     server = start_gateway(workers=1)
