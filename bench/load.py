@@ -903,6 +903,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="requests per overhead measurement at concurrency 1 (0: skip it)")
     service = parser.add_argument_group("the service")
     service.add_argument("--vlm-latency", type=float, default=0.2, help="seconds per VLM call (stand-in)")
+    service.add_argument(
+        "--vlm-profile", default=None,
+        help="calibrated continuous-batching timing of the stand-in instead of --vlm-latency "
+             "(bench/SIMULATOR.md), e.g. glm-ocr-a40",
+    )
     service.add_argument("--vlm-slots", type=int, default=64, help="VLM calls running at once (--max-num-seqs)")
     service.add_argument("--vlm-max-concurrency", type=int, help="HPS_VLM_MAX_CONCURRENCY (default: --vlm-slots)")
     service.add_argument("--gateway-workers", type=int, default=2, help="gunicorn workers")
@@ -932,6 +937,10 @@ def parse_options(argv: list[str]) -> Options:
             raise UsageError(f"{flag} must be > 0, got {value}")
     if args.vlm_latency < 0:
         raise UsageError(f"--vlm-latency must be >= 0, got {args.vlm_latency}")
+    from bench.vlm_simulator import PROFILES
+
+    if args.vlm_profile is not None and args.vlm_profile not in PROFILES:
+        raise UsageError(f"--vlm-profile {args.vlm_profile!r}: known profiles are {', '.join(sorted(PROFILES))}")
     if args.vlm_max_concurrency is not None and args.vlm_max_concurrency < 1:
         raise UsageError(f"--vlm-max-concurrency must be >= 1, got {args.vlm_max_concurrency}")
     if args.target == "triton" and args.route == "unary":
@@ -966,6 +975,7 @@ def parse_options(argv: list[str]) -> Options:
             gateway_workers=args.gateway_workers,
             max_concurrent_requests=args.max_concurrent_requests,
             settings=settings,
+            simulator_options={"profile": args.vlm_profile} if args.vlm_profile else {},
         ),
         out=out,
     )
