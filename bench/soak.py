@@ -59,17 +59,29 @@ async def soak(stack: BenchStack, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     stop_at = started + args.duration
     pages = errors = 0
+    error_kinds: dict[str, int] = {}
     samples: list[dict] = []
+    dead: list[str] = []
+
+    def running() -> bool:
+        """Until the end, or until a server of the stack has died (then say which)."""
+        for name, server in (("tritonserver", stack.triton), ("gateway", stack.gateway),
+                             ("simulator", stack.simulator)):
+            if server.process.poll() is not None and name not in dead:
+                dead.append(f"{name} exited with {server.process.returncode}")
+        return time.perf_counter() < stop_at and not dead
 
     async def client() -> None:
         nonlocal pages, errors
-        while time.perf_counter() < stop_at:
+        while running():
             record = await send(sender, document, options, time.perf_counter(), count)
             pages += len(record.pages)
-            errors += record.error is not None
+            if record.error is not None:
+                errors += 1
+                error_kinds[record.error.kind] = error_kinds.get(record.error.kind, 0) + 1
 
     async def sampler() -> None:
-        while time.perf_counter() < stop_at:
+        while running():
             samples.append({"t": round(time.perf_counter() - started, 1), "pages": pages,
                             "rss_mib": await asyncio.to_thread(sample, stack)})
             await asyncio.sleep(args.sample)
@@ -79,7 +91,8 @@ async def soak(stack: BenchStack, args: argparse.Namespace) -> dict:
     finally:
         await sender.aclose()
     samples.append({"t": round(time.perf_counter() - started, 1), "pages": pages, "rss_mib": sample(stack)})
-    return {"pages": pages, "errors": errors, "seconds": round(time.perf_counter() - started, 1), "samples": samples}
+    return {"pages": pages, "errors": errors, "error_kinds": error_kinds, "died": dead,
+            "seconds": round(time.perf_counter() - started, 1), "samples": samples}
 
 
 def summarize(result: dict, warmup: float) -> dict[str, dict]:
@@ -105,6 +118,8 @@ def markdown(results: dict) -> str:
         f"{results['pages']} pages in {results['seconds']} s ({results['errors']} failed requests), "
         f"{results['concurrency']} clients, {results['document']}, layout on; RSS sampled every "
         f"{results['sample_seconds']} s, warm-up {results['warmup_seconds']} s.", "",
+        *([f"**Stopped early: {'; '.join(results['died'])}.**", ""] if results["died"] else []),
+        *([f"Errors by kind: {results['error_kinds']}", ""] if results["error_kinds"] else []),
         "| process | RSS after warm-up MiB | RSS at end MiB | peak MiB | second half vs first half |",
         "|---|---|---|---|---|",
     ]
