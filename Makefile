@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e bench triton gateway clean
+.PHONY: install run test test-unit test-integration test-e2e bench bench-peer triton gateway clean
 
 install: $(STAMP)
 
@@ -36,6 +36,16 @@ test-e2e: install
 # simulator; JSON, Markdown and PNG under bench/results/<timestamp>/ (see BENCHMARKS.md).
 bench: install
 	$(PY) -m bench.load --concurrency 1,4,16,64 --duration 10 --vlm-latency 0.2 --overhead-requests 20
+
+# Side by side with the GLM-OCR SDK (BENCHMARKS.md, "Peer"); the SDK gets its own venv.
+PEER_VENV := bench/.venv-peer
+$(PEER_VENV)/.installed: bench/peer-requirements.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --no-deps -r bench/peer-requirements.txt
+	touch $@
+
+bench-peer: install $(PEER_VENV)/.installed
+	$(PY) -m bench.peer
 
 # A local tritonserver on 8000/8001/8002 (set HPS_LAYOUT_MODEL_DIR and HPS_VLM_URL first).
 triton: install
