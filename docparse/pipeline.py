@@ -20,7 +20,6 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol
 import numpy as np
 
 from docparse.assemble import Block, PageContext, build_page_result, image_path_for, reading_order
-from docparse.cpu import run_cpu
 from docparse.errors import DocParseError
 from docparse.protocol import LayoutOptions, LayoutParsingRequest, final_event, page_event
 from docparse.recognition.base import Recognizer
@@ -202,7 +201,7 @@ class DocumentPipeline:
             return_images=request.returnMarkdownImages,
             visualize=bool(request.visualize),
         )
-        result, assemble_cpu = await run_cpu(build_page_result_cpu, page.image, blocks, context)
+        result, assemble_cpu = await asyncio.to_thread(build_page_result_cpu, page.image, blocks, context)
         t3 = time.perf_counter()
         timings.layout += t1 - t0
         timings.recognition += t2 - t1

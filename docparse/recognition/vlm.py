@@ -18,7 +18,6 @@ from typing import Sequence
 import httpx
 import numpy as np
 
-from docparse.cpu import run_cpu
 from docparse.errors import DocParseError, RecognitionError
 from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
 from docparse.recognition.tasks import TaskTable
@@ -297,7 +296,7 @@ class VlmRecognizer:
     ) -> str:
         settings = self.settings
         prompt = self.tasks.prompt_for(job.task)
-        image, timings["crop_cpu"] = await run_cpu(
+        image, timings["crop_cpu"] = await asyncio.to_thread(
             self._encode,
             page,
             job,
