@@ -10,7 +10,6 @@ import base64
 import io
 import math
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -76,28 +75,19 @@ def fit_pixels(
 
 
 def resize_for_vlm(crop: np.ndarray, min_pixels: int, max_pixels: int) -> np.ndarray:
-    """``crop`` resized to the size ``fit_pixels`` gives: area averaging when it shrinks
-    (no aliasing), bicubic when it grows.
-
-    OpenCV, not Pillow: resizing was the largest CPU cost of the orchestrator. A 144-dpi
-    A4 page capped to HPS_CROP_MAX_PIXELS took 74 ms with Pillow's bicubic and 10 ms with
-    OpenCV's area filter on one core here (BENCHMARKS.md, "crop")."""
+    """``crop`` resized to the size ``fit_pixels`` gives (bicubic)."""
     height, width = crop.shape[:2]
     size = fit_pixels(width, height, min_pixels, max_pixels)
     if size == (width, height):
         return crop
-    shrinking = size[0] * size[1] < width * height
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-    return cv2.resize(np.ascontiguousarray(crop), size, interpolation=interpolation)
+    return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BICUBIC))
 
 
 def jpeg_base64(image: np.ndarray | Image.Image, quality: int = 90) -> str:
     """Base64 of the image as a JPEG: figure crops, layout pictures and VLM inputs."""
     picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    if picture.mode != "RGB":  # convert() copies even when the mode is already right
-        picture = picture.convert("RGB")
     buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=quality)
+    picture.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
