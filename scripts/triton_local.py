@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from scripts.processes import LaunchError, free_port, http_ok, launch, log_tail,
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+SHM_DIR = Path("/dev/shm")
 
 
 class TritonLaunchError(LaunchError):
@@ -128,6 +130,11 @@ class TritonServer:
     ready_timeout: float = 120.0
     process: subprocess.Popen | None = None
     _workdir: Path | None = None
+    # The Python backend names each stub's shared-memory region with this prefix. One of
+    # our own per server lets stop() remove the regions a killed server leaves in
+    # /dev/shm: they are RAM, each grows to hundreds of MiB under load, and left behind
+    # they filled this machine's memory over a day of test and benchmark runs.
+    shm_prefix: str = field(default_factory=lambda: f"docparse_{secrets.token_hex(6)}_")
 
     @property
     def http_url(self) -> str:
@@ -157,6 +164,7 @@ class TritonServer:
             "--exit-timeout-secs=30",
             "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=16777216",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *self.extra_args,
         ]
 
@@ -191,10 +199,17 @@ class TritonServer:
         return http_ok(f"http://{self.http_url}/v2/health/ready")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM (models' finalize runs), then SIGKILL the group past ``timeout``."""
+        """SIGTERM (models' finalize runs), then SIGKILL the group past ``timeout``; then
+        remove the shared memory a killed server could not."""
         stop_group(self.process, timeout)
         if self._workdir is not None:
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+        for region in self.shm_regions():
+            region.unlink(missing_ok=True)
+
+    def shm_regions(self) -> list[Path]:
+        """This server's Python-backend shared-memory regions in /dev/shm."""
+        return sorted(SHM_DIR.glob(f"{self.shm_prefix}*"))
 
     def __enter__(self) -> "TritonServer":
         return self.start()
