@@ -21,6 +21,9 @@ exec tritonserver \
     --metrics-port=8002 \
     --exit-on-error=true \
     --exit-timeout-secs=30 \
+    --grpc-keepalive-permit-without-calls=1 \
+    --grpc-http2-min-recv-ping-interval-without-data=10000 \
+    --grpc-http2-max-ping-strikes=0 \
     --backend-config=python,shm-default-byte-size=16777216 \
     --backend-config=python,shm-growth-byte-size=16777216 \
     "$@"

@@ -162,6 +162,12 @@ class TritonServer:
             "--allow-gpu-metrics=false",
             "--exit-on-error=true",
             "--exit-timeout-secs=30",
+            # Accept the gateway's gRPC keepalive pings (every 30 s): with Triton's
+            # defaults (5 min between pings without data, 2 strikes) it answers GOAWAY
+            # "too_many_pings" and the streams in flight fail.
+            "--grpc-keepalive-permit-without-calls=1",
+            "--grpc-http2-min-recv-ping-interval-without-data=10000",
+            "--grpc-http2-max-ping-strikes=0",
             "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=16777216",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",

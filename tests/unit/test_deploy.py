@@ -290,7 +290,10 @@ def test_prepare_names_a_missing_nvidia_driver(tmp_path):
 
 # --- the container's tritonserver flags ------------------------------------------------
 
-SHARED_FLAGS = ("--backend-config", "--exit-on-error", "--exit-timeout-secs")
+SHARED_FLAGS = (
+    "--backend-config", "--exit-on-error", "--exit-timeout-secs", "--grpc-keepalive-permit-without-calls",
+    "--grpc-http2-min-recv-ping-interval-without-data", "--grpc-http2-max-ping-strikes",
+)
 
 
 def _flags(args: list[str]) -> list[tuple[str, str]]:
@@ -318,6 +321,7 @@ def test_entrypoint_flags_match_triton_local():
         p for p in _flags(args) if p[0] in SHARED_FLAGS and "shm-region-prefix-name" not in p[1]
     )
     assert shared(container) == shared(local)
+    assert ("--grpc-http2-max-ping-strikes", "0") in shared(container)  # the gateway's keepalive pings
     assert dict(_flags(container))["--model-config-name"] == "${MODEL_CONFIG_NAME}"
     assert re.search(r'MODEL_CONFIG_NAME="\$\{TRITON_MODEL_CONFIG_NAME:-gpu\}"', ENTRYPOINT.read_text())
     for name, port in (("http", "8000"), ("grpc", "8001"), ("metrics", "8002")):
