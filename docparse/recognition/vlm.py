@@ -64,6 +64,9 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, seconds)
 
 
+CONNECTIONS_PER_POOL = 8
+
+
 class VlmClient:
     """Calls ``{base_url}/chat/completions`` with one image and one prompt."""
 
@@ -92,14 +95,25 @@ class VlmClient:
         self.backoff = backoff
         self.backoff_max = backoff_max
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-            ),
-            transport=transport,
-        )
+        # Several small connection pools instead of one large one: httpx's pool checks
+        # every one of its connections on each request (a getpeername system call each),
+        # which with 64 connections took half of the orchestrator's event loop under load
+        # (BENCHMARKS.md). The pools' sizes add up to max_concurrency, and each call takes
+        # the pool with the most free connections, so a call holding a slot always finds one.
+        sizes = [CONNECTIONS_PER_POOL] * (max_concurrency // CONNECTIONS_PER_POOL)
+        if max_concurrency % CONNECTIONS_PER_POOL:
+            sizes.append(max_concurrency % CONNECTIONS_PER_POOL)
+        self._pools = [
+            httpx.AsyncClient(
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=connect_timeout),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                transport=transport,
+            )
+            for size in sizes
+        ]
+        self._pool_sizes = sizes
+        self._pool_calls = [0] * len(self._pools)
         self._slots: asyncio.Semaphore | None = None
 
     @classmethod
@@ -161,7 +175,7 @@ class VlmClient:
             outcome: httpx.Response | Exception
             try:
                 async with self.slots:
-                    outcome = await self._http.post(self.url, json=body, headers=headers)
+                    outcome = await self._post(body, headers)
             except httpx.HTTPError as exc:
                 outcome = exc
             if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
@@ -176,6 +190,15 @@ class VlmClient:
                 request_id or "-", attempt, attempts, delay, problem,
             )
             await asyncio.sleep(delay)
+
+    async def _post(self, body: dict, headers: dict[str, str]) -> httpx.Response:
+        """One POST on the pool with the most free connections (call it holding a slot)."""
+        index = max(range(len(self._pools)), key=lambda i: self._pool_sizes[i] - self._pool_calls[i])
+        self._pool_calls[index] += 1
+        try:
+            return await self._pools[index].post(self.url, json=body, headers=headers)
+        finally:
+            self._pool_calls[index] -= 1
 
     def _delay(self, attempt: int, outcome: httpx.Response | Exception) -> float:
         """Retry-After when the server gave one, else exponential backoff with full
@@ -197,7 +220,8 @@ class VlmClient:
         return f"VLM call failed after {tries}: {type(outcome).__name__}: {outcome}"
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
 
 def answer_content(response: httpx.Response) -> str:

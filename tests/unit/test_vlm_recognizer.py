@@ -173,3 +173,32 @@ async def test_results_keep_the_job_order_whatever_order_answers_come_in(sim):
 )
 def test_clean_answer_removes_wrappers_around_tables_and_formulas(answer, task, expected):
     assert clean_answer(answer, task) == expected
+
+
+@pytest.mark.parametrize("limit", [8, 20])
+async def test_every_allowed_call_runs_at_once_across_the_connection_pools(sim, limit):
+    """The client spreads calls over several small connection pools; together they must
+    still carry HPS_VLM_MAX_CONCURRENCY calls at once, and no more."""
+    from docparse.recognition.vlm import VlmClient
+
+    sim.configure(latency=0.3)
+    client = VlmClient(sim.url, "glm-ocr", max_concurrency=limit)
+    image = "data:image/png;base64," + __import__("base64").b64encode(_png()).decode()
+    try:
+        await asyncio.gather(*(
+            client.complete(image, "Text Recognition:", max_tokens=10, temperature=0.0)
+            for _ in range(limit + 6)
+        ))
+    finally:
+        await client.aclose()
+    assert sim.stats()["peak_in_flight"] == limit
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (56, 56), "white").save(buffer, format="PNG")
+    return buffer.getvalue()
