@@ -107,7 +107,9 @@ class VlmClient:
             httpx.AsyncClient(
                 headers=headers,
                 timeout=httpx.Timeout(timeout, connect=connect_timeout),
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                # vLLM's server (uvicorn) closes idle connections after 5 s; dropping
+                # ours first avoids sending on a connection the server is closing.
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=4.0),
                 transport=transport,
             )
             for size in sizes
