@@ -111,6 +111,22 @@ def parse_page_ranges(spec: str | None, page_count: int, max_pages: int | None =
     return indices
 
 
+def page_window(indices: list[int], start: object = None, limit: object = None) -> list[int]:
+    """``limit`` of the selected pages ``indices``, from the ``start``-th one (0-based).
+
+    Why: a renderer's pages are sent as soon as they are rendered and wait in shared
+    memory until their reader takes them (6 MB for an A4 page at 144 dpi), so the
+    orchestrator asks for a long document a window at a time instead of all at once."""
+    start = 0 if start is None else start
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise InvalidRequestError(f"option 'start' must be a whole number of pages, 0 or more (got {start!r})")
+    if limit is None:
+        return indices[start:]
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidRequestError(f"option 'limit' must be a whole number of pages, 1 or more (got {limit!r})")
+    return indices[start:start + limit]
+
+
 def _parse_range(part: str, spec: str, page_count: int) -> tuple[int, int]:
     """``(first, last)`` 1-based and inclusive, checked against the document."""
     match = _RANGE.fullmatch(part)

@@ -5,8 +5,9 @@ Knows nothing of Triton: rendering and layout detection come in as async callabl
 ``emit`` callable as soon as each page is done, in document order.
 
 Pages move independently: page 1 is recognised while page 5 is still being rendered.
-Bounds: ``max_pages_in_flight`` pages per document are being worked on at once; the
-recogniser bounds calls to the VLM for the whole process.
+Bounds: ``max_pages_in_flight`` pages per document and ``max_pages_in_process`` pages
+over all documents are being worked on at once; the recogniser bounds calls to the VLM
+for the whole process.
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ class DocumentPipeline:
     detect: DetectFn
     layout_model: str
     max_pages_in_flight: int = 8
+    # Every page being worked on holds its rendered image (6 MB for A4 at 144 dpi, in
+    # Triton's shared memory): a burst of documents times ``max_pages_in_flight`` pages
+    # once grew that by a gigabyte, and growing it cost more CPU than the work itself.
+    max_pages_in_process: int = 64
+
+    def __post_init__(self) -> None:
+        self._page_budget = asyncio.Semaphore(self.max_pages_in_process)
 
     async def run(
         self,
@@ -110,8 +118,10 @@ class DocumentPipeline:
         queue: asyncio.Queue[asyncio.Task | None] = asyncio.Queue()
         info_holder: list[DocumentInfo] = []
         sizes: list[dict] = []
+        budget_held = 0  # pages of this document counted in the process-wide budget
 
         async def produce() -> None:
+            nonlocal budget_held
             render_started = time.perf_counter()
             try:
                 async for info, page in pages:
@@ -120,6 +130,8 @@ class DocumentPipeline:
                         info_holder.append(info)
                     sizes.append({"width": page.width, "height": page.height})
                     await slots.acquire()
+                    await self._page_budget.acquire()
+                    budget_held += 1
                     if is_cancelled():
                         break
                     queue.put_nowait(asyncio.create_task(self._page(request, page, log_id, timings)))
@@ -132,6 +144,8 @@ class DocumentPipeline:
             while (task := await queue.get()) is not None:
                 page_index, result = await task
                 slots.release()
+                self._page_budget.release()
+                budget_held -= 1
                 if is_cancelled():
                     raise asyncio.CancelledError("the request was cancelled")
                 await emit(page_event(log_id, page_index, result))
@@ -142,6 +156,9 @@ class DocumentPipeline:
                 pending = queue.get_nowait()
                 if pending is not None:
                     pending.cancel()
+            for _ in range(budget_held):  # pages given up on: their budget goes back
+                self._page_budget.release()
+            budget_held = 0
         timings.total = time.perf_counter() - started
         info = info_holder[0] if info_holder else DocumentInfo("unknown", 0, 0)
         data_info = {"type": info.kind, "numPages": info.page_count, "pages": sizes}

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     max_pages_in_flight: int = Field(
         8, ge=1, description="Pages of one document being worked on at once."
     )
+    max_pages_in_process: int = Field(
+        64,
+        ge=1,
+        description="Pages being worked on at once over all documents of one orchestrator; "
+        "each holds its rendered image (6 MB for A4 at 144 dpi) in Triton's shared memory.",
+    )
 
     # --- layout detection ----------------------------------------------------------
     layout_backend: Literal["paddlex", "cpu"] = Field(

@@ -77,6 +77,27 @@ def test_pdf_render_streams_one_response_per_selected_page(triton):
     assert responses[0].as_numpy("image").shape[:2] == A4_144DPI
 
 
+def test_pdf_render_renders_only_the_window_asked_for(triton):
+    data = np.frombuffer(sample_pdf(pages=5), dtype=np.uint8)
+    document = grpcclient.InferInput("document", list(data.shape), "UINT8")
+    document.set_data_from_numpy(data)
+    options = json_input("options", {"pages": "2-5", "start": 1, "limit": 2}, [1])
+
+    pages = [json.loads(r.as_numpy("page")[0]) for r in stream_model(triton, "pdf_render", [document, options])]
+
+    assert [p["index"] for p in pages] == [2, 3]  # the 2nd and 3rd of the selected pages 2-5
+    assert all(p["selected"] == 4 for p in pages)
+
+
+def test_a_document_longer_than_the_render_window_keeps_every_selected_page(triton, vlm):
+    # The orchestrator asks pdf_render for HPS_MAX_PAGES_IN_FLIGHT (8) pages at a time.
+    request = request_for(sample_pdf(pages=19), logId="windows", useLayoutDetection=False, pages="2-19")
+    events = list(client(triton).stream(request))
+
+    assert [e["pageIndex"] for e in events[:-1]] == list(range(1, 19))
+    assert events[-1]["type"] == "final" and len(events[-1]["dataInfo"]["pages"]) == 18
+
+
 def test_pdf_render_names_the_problem_with_a_corrupt_pdf(triton):
     data = np.frombuffer(corrupt_pdf(), dtype=np.uint8)
     document = grpcclient.InferInput("document", list(data.shape), "UINT8")

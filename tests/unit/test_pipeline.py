@@ -114,6 +114,46 @@ async def test_pages_before_a_rendering_failure_are_delivered_then_the_error_rai
     assert [e["pageIndex"] for e in events] == [0, 1]
 
 
+class CountingRecognizer(EchoRecognizer):
+    """Records the most pages it was ever recognising at once."""
+
+    def __init__(self, delay: float):
+        super().__init__({})
+        self.delay, self.now, self.most = delay, 0, 0
+
+    async def recognize(self, page, jobs, params):
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(self.delay)
+            return await super().recognize(page, jobs, params)
+        finally:
+            self.now -= 1
+
+
+async def test_pages_in_flight_over_all_documents_stay_within_the_process_budget():
+    recognizer = CountingRecognizer(delay=0.05)
+    shared = DocumentPipeline(recognizer, Tasks(), detect, "test-layout", max_pages_in_flight=4, max_pages_in_process=3)
+    finals = await asyncio.gather(*(shared.run(REQUEST, pages(5), _ignore, f"doc{i}") for i in range(3)))
+    assert recognizer.most == 3  # 3 documents x 4 pages would allow 12
+    assert all(len(final["dataInfo"]["pages"]) == 5 for final in finals)
+
+
+async def test_a_document_that_fails_or_is_abandoned_gives_its_pages_budget_back():
+    shared = DocumentPipeline(CountingRecognizer(delay=0.05), Tasks(), detect, "test-layout",
+                              max_pages_in_flight=2, max_pages_in_process=2)
+    with pytest.raises(InvalidDocumentError):
+        await shared.run(REQUEST, pages(5, fail_at=3), _ignore, "fails")
+    abandoned = asyncio.create_task(shared.run(REQUEST, pages(5), _ignore, "abandoned"))
+    await asyncio.sleep(0.02)  # it holds both pages of the budget now
+    abandoned.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    # With a leaked budget this document would wait forever.
+    final = await asyncio.wait_for(shared.run(REQUEST, pages(3), _ignore, "next"), timeout=5)
+    assert len(final["dataInfo"]["pages"]) == 3
+
+
 async def test_layout_off_sends_the_whole_page_as_one_region():
     events = []
 

@@ -37,28 +37,40 @@ log = logging.getLogger("docparse.orchestrator")
 
 
 async def render_pages(
-    data: bytes, request: LayoutParsingRequest
+    data: bytes, request: LayoutParsingRequest, window: int
 ) -> AsyncIterator[tuple[DocumentInfo, RenderedPage]]:
-    options = {"fileType": request.fileType, "pages": request.pages, "dpi": request.dpi}
-    bls = pb_utils.InferenceRequest(
-        model_name="pdf_render",
-        inputs=[
-            pb_utils.Tensor("document", np.frombuffer(data, dtype=np.uint8)),
-            json_tensor("options", options),
-        ],
-        requested_output_names=["image", "page"],
-    )
-    async for response in stream_responses(bls):
-        info = json_output(response, "page")
-        image = pb_utils.get_output_tensor_by_name(response, "image").as_numpy()
-        page = RenderedPage(
-            index=info["index"],
-            image=image,
-            width=info["width"],
-            height=info["height"],
-            scale=info["scale"],
+    """The selected pages, asked of ``pdf_render`` ``window`` pages at a time: it sends
+    pages as fast as it renders them, and unread pages wait in shared memory (a burst
+    of long documents once grew it by gigabytes and slowed Triton to a crawl)."""
+    start, selected = 0, None
+    while selected is None or start < selected:
+        options = {"fileType": request.fileType, "pages": request.pages, "dpi": request.dpi,
+                   "start": start, "limit": window}
+        bls = pb_utils.InferenceRequest(
+            model_name="pdf_render",
+            inputs=[
+                pb_utils.Tensor("document", np.frombuffer(data, dtype=np.uint8)),
+                json_tensor("options", options),
+            ],
+            requested_output_names=["image", "page"],
         )
-        yield DocumentInfo(info["kind"], info["pageCount"], info["selected"]), page
+        received = 0
+        async for response in stream_responses(bls):
+            info = json_output(response, "page")
+            image = pb_utils.get_output_tensor_by_name(response, "image").as_numpy()
+            page = RenderedPage(
+                index=info["index"],
+                image=image,
+                width=info["width"],
+                height=info["height"],
+                scale=info["scale"],
+            )
+            selected = info["selected"]
+            received += 1
+            yield DocumentInfo(info["kind"], info["pageCount"], selected), page
+        if not received:  # nothing selected, or nothing left
+            return
+        start += received
 
 
 async def detect_layout(image: np.ndarray, options: LayoutOptions) -> list[LayoutBox]:
@@ -85,6 +97,7 @@ class TritonPythonModel:
             detect=detect_layout,
             layout_model=self.settings.layout_model_name,
             max_pages_in_flight=self.settings.max_pages_in_flight,
+            max_pages_in_process=self.settings.max_pages_in_process,
         )
         self._documents: asyncio.Semaphore | None = None
         self.in_flight = 0
@@ -112,7 +125,11 @@ class TritonPythonModel:
                 final = await cancel_when_abandoned(
                     request,
                     self.pipeline.run(
-                        parsed, render_pages(data, parsed), emit, log_id, request.is_cancelled
+                        parsed,
+                        render_pages(data, parsed, window=self.settings.max_pages_in_flight),
+                        emit,
+                        log_id,
+                        request.is_cancelled,
                     ),
                 )
             sender.send(flags=FINAL)

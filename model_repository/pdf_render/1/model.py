@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from docparse.documents import open_document, parse_page_ranges
+from docparse.documents import open_document, page_window, parse_page_ranges
 from docparse.errors import InvalidRequestError
 from docparse.settings import Settings
 from docparse_triton.common import FINAL, configure_logging, error_response, input_json, json_tensor
@@ -35,8 +35,9 @@ class TritonPythonModel:
             )
             try:
                 indices = parse_page_ranges(options.get("pages"), document.page_count, self.settings.max_pages)
+                window = page_window(indices, options.get("start"), options.get("limit"))
                 dpi = int(options.get("dpi") or self.settings.render_dpi)
-                pages = document.render(indices, dpi)
+                pages = document.render(window, dpi)
                 end = object()
                 while (page := await asyncio.to_thread(next, pages, end)) is not end:
                     if request.is_cancelled():
