@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     max_pages_in_flight: int = Field(
         8, ge=1, description="Pages of one document being worked on at once."
     )
+    render_window: int = Field(
+        4,
+        ge=1,
+        description="Pages the orchestrator asks pdf_render for at a time; rendered pages "
+        "wait in Triton's shared memory until the document gets to them.",
+    )
     max_pages_in_process: int = Field(
         64,
         ge=1,

@@ -90,7 +90,7 @@ def test_pdf_render_renders_only_the_window_asked_for(triton):
 
 
 def test_a_document_longer_than_the_render_window_keeps_every_selected_page(triton, vlm):
-    # The orchestrator asks pdf_render for HPS_MAX_PAGES_IN_FLIGHT (8) pages at a time.
+    # The orchestrator asks pdf_render for HPS_RENDER_WINDOW (4) pages at a time.
     request = request_for(sample_pdf(pages=19), logId="windows", useLayoutDetection=False, pages="2-19")
     events = list(client(triton).stream(request))
 

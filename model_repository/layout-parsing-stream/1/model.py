@@ -126,7 +126,7 @@ class TritonPythonModel:
                     request,
                     self.pipeline.run(
                         parsed,
-                        render_pages(data, parsed, window=self.settings.max_pages_in_flight),
+                        render_pages(data, parsed, window=self.settings.render_window),
                         emit,
                         log_id,
                         request.is_cancelled,
