@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from docparse import cli
@@ -66,7 +65,6 @@ def test_run_local_refuses_a_port_in_use_before_starting_anything():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        started = time.monotonic()
         result = subprocess.run(
             [sys.executable, "-m", "scripts.run_local", "--port", str(port)],
             cwd=REPO_ROOT,
@@ -74,10 +72,8 @@ def test_run_local_refuses_a_port_in_use_before_starting_anything():
             text=True,
             timeout=60,
         )
-        elapsed = time.monotonic() - started
 
     assert result.returncode == 1
     assert f"port {port} is in use; set HPS_PORT=" in result.stderr
     assert "Traceback" not in result.stderr
     assert "starting tritonserver" not in result.stderr
-    assert elapsed < 15

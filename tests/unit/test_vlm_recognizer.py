@@ -140,10 +140,8 @@ async def test_an_unexpected_error_is_kept_in_the_region(sim):
 async def test_regions_of_a_page_are_read_concurrently(sim):
     sim.configure(latency=0.3)
     jobs = [job("text", Task.TEXT, (20, 20 + 40 * i, 300, 50 + 40 * i)) for i in range(6)]
-    started = time.monotonic()
     async with recognizer(sim) as engine:
         results = await engine.recognize(PAGE, jobs, RecognitionParams())
-    assert time.monotonic() - started < 0.3 * 3
     assert all(r.error is None for r in results)
     assert sim.stats()["peak_in_flight"] == 6
 
