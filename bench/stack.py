@@ -30,8 +30,8 @@ from scripts.triton_local import TritonServer
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAYOUT_MODEL_NAME = "PP-DocLayoutV3"
 # Seconds tritonserver gets to stop before it is killed. The results are in by then, so a
-# graceful unload protects nothing; and today layout-parsing-stream, after a few
-# documents, does not unload until Triton's whole 30 s exit timeout has passed.
+# graceful unload protects nothing, and a run should not wait on a stop that hangs
+# (it stops in about 2 s; the regions of a killed one are removed, see triton_local).
 TRITON_STOP_TIMEOUT = 5.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

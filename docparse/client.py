@@ -76,6 +76,7 @@ class TritonLayoutClient:
 
         results: queue.Queue = queue.Queue()
         client = grpcclient.InferenceServerClient(self.url)
+        finished = False
         try:
             client.start_stream(callback=lambda result, error: results.put((result, error)))
             client.async_stream_infer(
@@ -98,11 +99,15 @@ class TritonLayoutClient:
                     yield event
                 final = result.get_response().parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
+                    finished = True
                     return
         except InferenceServerException as exc:
             raise error_from_triton(exc) from None
         finally:
-            client.stop_stream(cancel_requests=True)
+            # A finished stream is closed, not cancelled (tritonserver 2.51 kept cancelled
+            # finished streams' requests and could not unload the model); a stream left
+            # early is cancelled so that the server stops working on it.
+            client.stop_stream(cancel_requests=not finished)
             client.close()
 
     def parse(self, request: dict) -> dict:

@@ -51,23 +51,34 @@ class TritonConnection:
             yield {"model_name": STREAM_MODEL, "inputs": [tensor], "request_id": log_id}
 
         responses = self.client.stream_infer(one_request())
+        ended = False  # the server closed the stream itself
         try:
+            final = None
             async for result, error in responses:
                 if error is not None:
                     raise error_from_triton(error)
                 event = output_json(result)
                 if event is None:
                     continue
-                yield event
                 if event.get("type") == FINAL_EVENT:
-                    return
-            raise DocParseError("Triton closed the stream before the final response")
+                    final = event  # given out once the server has closed the stream
+                    continue
+                yield event
+            ended = True
+            if final is None:
+                raise DocParseError("Triton closed the stream before the final response")
         except DocParseError:
             raise
         except Exception as exc:  # gRPC and connection failures (CancelledError passes)
             raise self._unavailable_or(exc) from None
         finally:
-            responses.cancel()  # no-op when finished; stops Triton's work otherwise
+            # A finished stream is read to its end, never cancelled: cancelling a stream
+            # the server was closing left tritonserver 2.51 holding the request, so
+            # layout-parsing-stream could not unload and a stop waited the whole exit
+            # timeout. Leaving early (deadline, client gone) still cancels the work.
+            if not ended:
+                responses.cancel()
+        yield final
 
     async def check_ready(self, timeout: float) -> None:
         """Raise with the failing part named unless Triton and every model are ready."""

@@ -36,20 +36,24 @@ def vlm(vlm_server: SimulatorProcess) -> Iterator[SimulatorProcess]:
     vlm_server.configure(latency=0.02, max_concurrency=64, failures=[])
 
 
-@pytest.fixture(scope="session")
-def triton(tiny_layout_dir: Path, vlm_server: SimulatorProcess, tmp_path_factory) -> Iterator[TritonServer]:
-    env = {
-        "HPS_LAYOUT_MODEL_DIR": str(tiny_layout_dir),
+def triton_env(layout_dir: Path, vlm: SimulatorProcess) -> dict[str, str]:
+    """The settings every test tritonserver runs with."""
+    return {
+        "HPS_LAYOUT_MODEL_DIR": str(layout_dir),
         "HPS_LAYOUT_MODEL_NAME": "PP-DocLayoutV3",
-        "HPS_VLM_URL": vlm_server.url,
+        "HPS_VLM_URL": vlm.url,
         "HPS_VLM_MAX_CONCURRENCY": str(VLM_CONCURRENCY),
         "HPS_VLM_MAX_RETRIES": "2",
         "HPS_VLM_RETRY_BACKOFF": "0.05",
         "HPS_VLM_TIMEOUT": "30",
         "HPS_LOG_LEVEL": "INFO",
     }
+
+
+@pytest.fixture(scope="session")
+def triton(tiny_layout_dir: Path, vlm_server: SimulatorProcess, tmp_path_factory) -> Iterator[TritonServer]:
     log_path = tmp_path_factory.mktemp("triton") / "tritonserver.log"
-    server = TritonServer(env=env, log_path=log_path, ready_timeout=180)
+    server = TritonServer(env=triton_env(tiny_layout_dir, vlm_server), log_path=log_path, ready_timeout=180)
     server.start()
     try:
         yield server

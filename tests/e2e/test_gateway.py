@@ -16,6 +16,8 @@ import pytest
 
 from bench.vlm_simulator import SimulatorProcess
 from docparse.cli import sse_events
+from scripts.triton_local import TritonServer
+from tests.conftest import triton_env
 from tests.support.documents import corrupt_pdf, sample_image, sample_pdf
 from tests.support.tcp_relay import TcpRelay
 
@@ -251,6 +253,27 @@ def test_sigterm_lets_requests_in_flight_finish(start_gateway, vlm):
     assert response.status_code == 200 and response.json()["errorCode"] == 0
     server.process.wait(timeout=30)
     assert server.process.returncode == 0
+
+
+def test_triton_unloads_cleanly_after_concurrent_streams(start_gateway, tiny_layout_dir, vlm_server, tmp_path):
+    """A finished stream is read to its end, not cancelled: cancelling streams the server
+    was closing left tritonserver holding requests, and its stop then waited the whole
+    exit timeout with layout-parsing-stream never unloaded."""
+    triton = TritonServer(env=triton_env(tiny_layout_dir, vlm_server), log_path=tmp_path / "tritonserver.log",
+                          ready_timeout=180).start()
+    try:
+        server = start_gateway(triton_url=triton.grpc_url)
+        body = lambda i: body_for(sample_pdf(pages=2), logId=f"together-{i}")  # noqa: E731
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(
+                lambda i: httpx.post(f"{server.url}/layout-parsing/stream", json=body(i), timeout=120), range(8)
+            ))
+        assert all(a.status_code == 200 and "event: final" in a.text for a in answers)
+    finally:
+        triton.stop(timeout=60)
+    log = triton.log_tail(200)
+    assert "successfully unloaded 'layout-parsing-stream'" in log, log
+    assert triton.process.returncode == 0, log
 
 
 # --- health, readiness, metrics, logs, docs ---------------------------------------------------
