@@ -117,14 +117,19 @@ def page_window(indices: list[int], start: object = None, limit: object = None) 
     Why: a renderer's pages are sent as soon as they are rendered and wait in shared
     memory until their reader takes them (6 MB for an A4 page at 144 dpi), so the
     orchestrator asks for a long document a window at a time instead of all at once."""
-    start = 0 if start is None else start
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise InvalidRequestError(f"option 'start' must be a whole number of pages, 0 or more (got {start!r})")
+    first = _page_count_option("start", 0 if start is None else start, minimum=0)
     if limit is None:
-        return indices[start:]
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidRequestError(f"option 'limit' must be a whole number of pages, 1 or more (got {limit!r})")
-    return indices[start:start + limit]
+        return indices[first:]
+    return indices[first:first + _page_count_option("limit", limit, minimum=1)]
+
+
+def _page_count_option(name: str, value: object, minimum: int) -> int:
+    """``value`` as a number of pages, at least ``minimum`` (JSON ``true`` is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequestError(
+            f"option '{name}' must be a whole number of pages, {minimum} or more (got {value!r})"
+        )
+    return value
 
 
 def _parse_range(part: str, spec: str, page_count: int) -> tuple[int, int]:
