@@ -158,7 +158,6 @@ class DocumentPipeline:
                     pending.cancel()
             for _ in range(budget_held):  # pages given up on: their budget goes back
                 self._page_budget.release()
-            budget_held = 0
         timings.total = time.perf_counter() - started
         info = info_holder[0] if info_holder else DocumentInfo("unknown", 0, 0)
         data_info = {"type": info.kind, "numPages": info.page_count, "pages": sizes}
