@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.load import GatewaySender, RequestRecord, load_document, machine_info, positive_list, send, vlm_region_counter
+from bench.report import markdown_table
 from bench.stack import BenchStack, StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -80,22 +81,22 @@ def peer(stack: BenchStack, pdfs: list[Path], repeat: int, dpi: int, slots: int,
 
 
 def markdown(results: dict) -> str:
-    lines = [
+    header = ["decode slots", "DocParse HPS pages/s", "GLM-OCR SDK pages/s", "ratio",
+              "peak VLM calls in flight (ours / SDK)", "errors (ours / SDK)"]
+    rows = [
+        [str(point["slots"]), f"{point['ours']['pages_per_second']:.2f}", f"{point['peer']['pages_per_second']:.2f}",
+         f"{point['ratio']:.2f}x",
+         f"{point['ours']['simulator']['peak_in_flight']} / {point['peer']['simulator']['peak_in_flight']}",
+         f"{len(point['ours']['errors'])} / {len(point['peer']['errors'])}"]
+        for point in results["points"]
+    ]
+    return "\n".join([
         f"# Side by side: DocParse HPS and the GLM-OCR SDK ({results['started']})", "",
         f"{results['documents']} PDFs of {results['pages_per_document']} pages × {results['repeat']}, "
         f"submitted at once; layout off on both sides; {results['dpi']} dpi; VLM simulator with "
         f"{results['latency']} s per call; machine: {results['machine']['cpus']} CPUs.", "",
-        "| decode slots | DocParse HPS pages/s | GLM-OCR SDK pages/s | ratio | peak VLM calls in flight (ours / SDK) | errors (ours / SDK) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for point in results["points"]:
-        mine, theirs = point["ours"], point["peer"]
-        lines.append(
-            f"| {point['slots']} | {mine['pages_per_second']:.2f} | {theirs['pages_per_second']:.2f} | "
-            f"{point['ratio']:.2f}x | {mine['simulator']['peak_in_flight']} / {theirs['simulator']['peak_in_flight']} | "
-            f"{len(mine['errors'])} / {len(theirs['errors'])} |"
-        )
-    return "\n".join(lines) + "\n"
+        markdown_table(header, rows),
+    ]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

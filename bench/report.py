@@ -64,7 +64,8 @@ def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds * 1000:.0f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (every report of bench/ writes its tables with this)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -96,7 +97,7 @@ def markdown(results: dict) -> str:
     ]
     points = results["points"]
     if points:
-        parts += ["", "## Throughput and latency", "", _table(
+        parts += ["", "## Throughput and latency", "", markdown_table(
             ["load", "pages/s", "regions/s", "requests ok/failed", "latency p50/p95/p99 ms",
              "first page p50 ms", "VLM utilisation", "queued at client (p95 wait ms)", "errors"],
             [[
@@ -115,19 +116,19 @@ def markdown(results: dict) -> str:
             "(`regions.simulator_succeeded_calls`). VLM utilisation: "
             f"{points[0]['vlm_utilisation']['method']}."]
         roles = sorted({role for p in points for role in p["cpu"]["by_role"]})
-        parts += ["", "## CPU seconds per page, by process", "", _table(
+        parts += ["", "## CPU seconds per page, by process", "", markdown_table(
             ["load", *roles, "all"],
             [[load_label(p), *(_num(p["cpu"]["by_role"].get(r, {}).get("per_page_s"), 3) for r in roles),
               _num(p["cpu"]["total_per_page_s"], 3)] for p in points],
         )]
         stages = list(points[0]["stages"])
-        parts += ["", "## CPU seconds per page, by stage", "", _table(
+        parts += ["", "## CPU seconds per page, by stage", "", markdown_table(
             ["load", *stages],
             [[load_label(p), *(_num(p["stages"][s]["cpu_per_page_s"], 4) for s in stages)] for p in points],
         ), "", "Sources: " + "; ".join(f"{s}: {points[0]['stages'][s]['source']}" for s in stages) + "."]
         models = sorted({m for p in points for m in p["triton_compute"]})
         if models:
-            parts += ["", "## Triton compute time per page (ms, wall, from Triton's metrics)", "", _table(
+            parts += ["", "## Triton compute time per page (ms, wall, from Triton's metrics)", "", markdown_table(
                 ["load", *models],
                 [[load_label(p), *(_num(p["triton_compute"].get(m, {}).get("compute_ms_per_page"), 1)
                                    for m in models)] for p in points],
@@ -136,7 +137,7 @@ def markdown(results: dict) -> str:
     if overhead:
         parts += ["", "## Overhead at concurrency 1 (p50, ms)", "",
                   "overhead = end-to-end − (render + layout + VLM); VLM from the simulator's call "
-                  "records (union of each request's calls, received → finished).", "", _table(
+                  "records (union of each request's calls, received → finished).", "", markdown_table(
             ["target", "document", "requests", "end-to-end", "render", "layout", "VLM", "overhead",
              "overhead p95", "of which crop CPU"],
             [[o["target"], o["document"], str(o["requests"]),

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.load import GatewaySender, load_document, machine_info, send, vlm_region_counter
+from bench.report import markdown_table
 from bench.stack import BenchStack, StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -113,20 +114,21 @@ def summarize(result: dict, warmup: float) -> dict[str, dict]:
 
 
 def markdown(results: dict) -> str:
-    lines = [
+    header = ["process", "RSS after warm-up MiB", "RSS at end MiB", "peak MiB", "second half vs first half"]
+    rows = [
+        [role, str(row["after_warmup_mib"]), str(row["end_mib"]), str(row["peak_mib"]),
+         f"{row['growth_second_half_pct']:+.2f}%"]
+        for role, row in results["summary"].items()
+    ]
+    return "\n".join([
         f"# Memory soak ({results['started']})", "",
         f"{results['pages']} pages in {results['seconds']} s ({results['errors']} failed requests), "
         f"{results['concurrency']} clients, {results['document']}, layout on; RSS sampled every "
         f"{results['sample_seconds']} s, warm-up {results['warmup_seconds']} s.", "",
         *([f"**Stopped early: {'; '.join(results['died'])}.**", ""] if results["died"] else []),
         *([f"Errors by kind: {results['error_kinds']}", ""] if results["error_kinds"] else []),
-        "| process | RSS after warm-up MiB | RSS at end MiB | peak MiB | second half vs first half |",
-        "|---|---|---|---|---|",
-    ]
-    for role, row in results["summary"].items():
-        lines.append(f"| {role} | {row['after_warmup_mib']} | {row['end_mib']} | {row['peak_mib']} | "
-                     f"{row['growth_second_half_pct']:+.2f}% |")
-    return "\n".join(lines) + "\n"
+        markdown_table(header, rows),
+    ]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
