@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, fit_pixels, resize_for_vlm
+from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, fit_pixels, jpeg_base64, resize_for_vlm
 from docparse.types import LayoutBox
 
 MIN_PIXELS, MAX_PIXELS = 12_544, 1_605_632  # the settings' defaults
@@ -119,3 +119,25 @@ def test_jpeg_data_uri_decodes_to_the_same_picture():
     assert uri.startswith("data:image/jpeg;base64,")
     decoded = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert decoded.format == "JPEG" and decoded.size == (56, 28)
+
+
+def test_jpeg_is_the_same_file_pillow_writes():
+    """The faster encoder must not change what the VLM reads: same bytes as Pillow's
+    JPEG at the same quality."""
+    rng = np.random.default_rng(7)
+    page = rng.integers(0, 256, size=(90, 130, 3), dtype=np.uint8)
+    for quality in (90, 95):
+        ours = base64.b64decode(jpeg_base64(page, quality))
+        buffer = io.BytesIO()
+        Image.fromarray(page).save(buffer, format="JPEG", quality=quality)
+        assert ours == buffer.getvalue()
+
+
+@pytest.mark.parametrize("picture", [
+    np.full((20, 30), 90, dtype=np.uint8),  # grey
+    np.full((20, 30, 4), 90, dtype=np.uint8),  # with alpha
+    Image.new("P", (30, 20)),  # Pillow image with a palette
+])
+def test_jpeg_of_any_picture_is_an_rgb_jpeg(picture):
+    decoded = Image.open(io.BytesIO(base64.b64decode(jpeg_base64(picture))))
+    assert decoded.format == "JPEG" and decoded.mode == "RGB" and decoded.size == (30, 20)
