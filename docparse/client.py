@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import orjson
 
 from docparse.errors import DeadlineExceededError, DocParseError, error_for_status, split_status
 from docparse.protocol import FINAL_EVENT
@@ -52,7 +53,7 @@ def input_tensor(request: dict, shape: list[int]) -> Any:
     import tritonclient.grpc as grpcclient
 
     tensor = grpcclient.InferInput("input", shape, "BYTES")
-    data = json.dumps(request, ensure_ascii=False).encode("utf-8")
+    data = orjson.dumps(request)  # the stdlib's encoder takes ~1 ms for a page's base64
     tensor.set_data_from_numpy(np.array([data], dtype=np.object_).reshape(shape))
     return tensor
 

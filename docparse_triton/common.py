@@ -11,6 +11,7 @@ import threading
 from typing import Any, AsyncIterator, Coroutine, TypeVar
 
 import numpy as np
+import orjson
 import triton_python_backend_utils as pb_utils
 
 from docparse.errors import (
@@ -96,7 +97,7 @@ def input_json(request: Any, name: str, required: bool = True) -> Any:
 
 
 def json_tensor(name: str, value: Any, shape: tuple[int, ...] = (1,)) -> "pb_utils.Tensor":
-    data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    data = orjson.dumps(value)
     return pb_utils.Tensor(name, np.array([data], dtype=np.object_).reshape(shape))
 
 

@@ -9,7 +9,6 @@ Run it with gunicorn (see gateway/gunicorn.conf.py): ``gunicorn -c gateway/gunic
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 import httpx
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -146,7 +146,7 @@ async def within(deadline: float, settings: Settings, work: Awaitable[T]) -> T:
 
 def sse(event: dict) -> str:
     name = event.get("type") if event.get("type") in (PAGE_EVENT, FINAL_EVENT) else "error"
-    return f"event: {name}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+    return f"event: {name}\ndata: {orjson.dumps(event).decode()}\n\n"
 
 
 def register_routes(app: FastAPI) -> None:

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import httpx
 import numpy as np
+import orjson
 
 from docparse.errors import DocParseError, RecognitionError
 from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
@@ -169,7 +170,8 @@ class VlmClient:
             body["top_p"] = top_p
         if repetition_penalty is not None:
             body["repetition_penalty"] = repetition_penalty
-        headers = {"X-Request-Id": request_id}
+        content = orjson.dumps(body)  # httpx's json= takes ~1 ms for a page's base64
+        headers = {"X-Request-Id": request_id, "Content-Type": "application/json"}
         attempts = self.max_retries + 1
         attempt = 0
         while True:
@@ -177,7 +179,7 @@ class VlmClient:
             outcome: httpx.Response | Exception
             try:
                 async with self.slots:
-                    outcome = await self._post(body, headers)
+                    outcome = await self._post(content, headers)
             except httpx.HTTPError as exc:
                 outcome = exc
             if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
@@ -193,12 +195,12 @@ class VlmClient:
             )
             await asyncio.sleep(delay)
 
-    async def _post(self, body: dict, headers: dict[str, str]) -> httpx.Response:
+    async def _post(self, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """One POST on the pool with the most free connections (call it holding a slot)."""
         index = max(range(len(self._pools)), key=lambda i: self._pool_sizes[i] - self._pool_calls[i])
         self._pool_calls[index] += 1
         try:
-            return await self._pools[index].post(self.url, json=body, headers=headers)
+            return await self._pools[index].post(self.url, content=content, headers=headers)
         finally:
             self._pool_calls[index] -= 1
 
