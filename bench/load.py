@@ -41,6 +41,7 @@ import httpx
 import orjson
 
 from bench.report import distribution, markdown, write_reports
+from bench.stages import Mark, breakdown, read_marks, vlm_marks
 from bench.stack import (
     BenchStack,
     StackConfig,
@@ -236,6 +237,7 @@ class RequestRecord:
     pages: list[tuple[float, int]] = field(default_factory=list)  # (arrival, regions) per page
     timings: dict | None = None  # the final event's
     error: RequestFailed | None = None
+    final_at: float = 0.0  # when the final event arrived
 
 
 async def send(sender: Sender, document: Document, options: dict, scheduled: float,
@@ -250,6 +252,7 @@ async def send(sender: Sender, document: Document, options: dict, scheduled: flo
                 record.pages.append((time.perf_counter(), count_regions(event["result"])))
             elif event.get("type") == "final":
                 final_seen = True
+                record.final_at = time.perf_counter()
                 record.timings = event.get("timings")
         if not final_seen:
             raise RequestFailed("no final event", "the stream ended without its final event")
@@ -693,8 +696,9 @@ async def measure_overhead(run: Run, sender: Sender, target: str, document: Docu
     await asyncio.to_thread(run.stack.simulator.reset)
     records = [await send(sender, document, options, time.perf_counter(), run.count_regions)
                for _ in range(requests)]
+    simulator_calls = await asyncio.to_thread(run.stack.simulator.calls)
     calls: dict[str, list[tuple[float, float]]] = {}
-    for call in await asyncio.to_thread(run.stack.simulator.calls):
+    for call in simulator_calls:
         if call.get("finished") is not None:
             calls.setdefault(call["request_id"], []).append((call["received"], call["finished"]))
     ok = [r for r in records if r.error is None and r.timings]
@@ -718,7 +722,24 @@ async def measure_overhead(run: Run, sender: Sender, target: str, document: Docu
     }
     for key in ("end_to_end_s", "render_s", "layout_s", "vlm_s", "overhead_s", "crop_cpu_s"):
         summary[key] = distribution([row[key] for row in rows])
+    if run.stack.trace_file is not None:
+        marks = read_marks(run.stack.trace_file) + vlm_marks(simulator_calls)
+        marks += [mark for record in ok for mark in client_marks(record)]
+        summary["stages"] = breakdown(marks, [r.log_id for r in ok])
     return summary
+
+
+# perf_counter() + this = unix time, the clock of the service's marks (to a few µs).
+PERF_TO_UNIX = time.time() - time.perf_counter()
+
+
+def client_marks(record: RequestRecord) -> list[Mark]:
+    """The client's side of a request as stage marks (bench.stages)."""
+    marks = [Mark(record.sent + PERF_TO_UNIX, record.log_id, "client.sent")]
+    marks += [Mark(at + PERF_TO_UNIX, record.log_id, "client.received.page") for at, _ in record.pages]
+    marks.append(Mark(record.final_at + PERF_TO_UNIX, record.log_id, "client.received.final"))
+    marks.append(Mark(record.finished + PERF_TO_UNIX, record.log_id, "client.done"))
+    return marks
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -973,6 +994,7 @@ def parse_options(argv: list[str]) -> Options:
         timeout=args.timeout,
         overhead_requests=args.overhead_requests,
         config=StackConfig(
+            trace=args.overhead_requests > 0,
             vlm_latency=args.vlm_latency,
             vlm_slots=args.vlm_slots,
             vlm_max_concurrency=args.vlm_max_concurrency,

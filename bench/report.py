@@ -60,8 +60,8 @@ def _num(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _ms(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds * 1000:.0f}"
+def _ms(seconds: float | None, digits: int = 0) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.{digits}f}"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -148,7 +148,36 @@ def markdown(results: dict) -> str:
         if shares:
             parts += ["", "The gateway's share (gateway overhead − Triton overhead, p50): " + ", ".join(
                 f"{document}: {_ms(value)} ms" for document, value in shares.items()) + "."]
+        parts += stage_tables(overhead)
     return "\n".join(parts) + "\n"
+
+
+def stage_tables(overhead: list[dict]) -> list[str]:
+    """Per stage, the p50 of the time spent in it, for each overhead measurement
+    (bench/stages.py says how the intervals are cut)."""
+    measured = [o for o in overhead if o.get("stages")]
+    if not measured:
+        return []
+    from bench.stages import STAGES
+
+    what: dict[str, str] = {}
+    by_measurement = []
+    for o in measured:
+        stages = {s["stage"]: s for s in o["stages"]["stages"]}
+        by_measurement.append(stages)
+        what.update((name, stage["what"]) for name, stage in stages.items())
+    known = list(STAGES)
+    order = sorted(what, key=lambda name: (known.index(name) if name in known else len(known), name))
+    rows = [[f"`{name}`", what[name],
+             *(_ms(stages[name]["seconds"]["p50"], 1) if name in stages else "–" for stages in by_measurement)]
+            for name in order]
+    rows.append(["**overhead**", "end-to-end − render − layout − VLM",
+                 *(f"**{_ms(o['stages']['overhead_s']['p50'], 1)}**" for o in measured)])
+    return ["", "## Where the time goes, stage by stage (p50, ms)", "",
+            "Each interval between consecutive marks of a request counts for the stage that ends it "
+            "(bench/stages.py); the intervals add up to the end-to-end time. With layout on, the VLM "
+            "calls of the regions overlap and the intervals are shared among their stages.", "",
+            markdown_table(["stage", "time up to it", *(f"{o['target']}, {o['document']}" for o in measured)], rows)]
 
 
 # --- plot ----------------------------------------------------------------------------------

@@ -47,13 +47,16 @@ class StackConfig:
     gateway_workers: int = 2
     max_concurrent_requests: int = 64  # HPS_MAX_CONCURRENT_REQUESTS, per gateway worker
     settings: dict[str, str] = field(default_factory=dict)  # more HPS_* for Triton and gateway
+    # Stage marks of every request (HPS_TRACE_FILE, docparse/tracing.py) in <work dir>/marks.log,
+    # for bench.stages. A mark is one short write (a few µs; ~25 per page with layout on).
+    trace: bool = False
     # ---- SIMULATOR OPTIONS ------------------------------------------------------------
     # The one place where extra options reach the VLM stand-in: passed as they are, as
     # keyword arguments, to SimulatorProcess(latency=..., max_concurrency=..., **these)
     # (e.g. a calibrated continuous-batching timing profile).
     simulator_options: dict[str, Any] = field(default_factory=dict)
 
-    def service_env(self, vlm_url: str, layout_dir: Path) -> dict[str, str]:
+    def service_env(self, vlm_url: str, layout_dir: Path, trace_file: Path | None = None) -> dict[str, str]:
         """The HPS_* settings Triton and the gateway run with (recorded in the results)."""
         env = {
             "HPS_LAYOUT_MODEL_DIR": str(layout_dir),
@@ -63,6 +66,8 @@ class StackConfig:
             "HPS_MAX_CONCURRENT_REQUESTS": str(self.max_concurrent_requests),
             "HPS_LOG_LEVEL": "WARNING",  # a log line per page would cost CPU we measure
         }
+        if trace_file is not None:
+            env["HPS_TRACE_FILE"] = str(trace_file)
         env.update(self.settings)
         return env
 
@@ -77,6 +82,7 @@ class BenchStack:
         self.triton: TritonServer | None = None
         self.gateway: GatewayServer | None = None
         self.env: dict[str, str] = {}
+        self.trace_file: Path | None = work_dir / "marks.log" if config.trace else None
         self._stop = ExitStack()
 
     def start(self) -> "BenchStack":
@@ -89,7 +95,7 @@ class BenchStack:
                 log_path=self.work_dir / "vlm-simulator.log",
                 **self.config.simulator_options,
             ))
-            self.env = self.config.service_env(self.simulator.url, layout_dir)
+            self.env = self.config.service_env(self.simulator.url, layout_dir, self.trace_file)
             self.triton = self._started(
                 TritonServer(env=self.env, log_path=self.work_dir / "tritonserver.log", ready_timeout=180),
                 stop_timeout=TRITON_STOP_TIMEOUT,

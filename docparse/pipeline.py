@@ -20,6 +20,7 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 import numpy as np
 
+from docparse import tracing
 from docparse.assemble import Block, PageContext, build_page_result, image_path_for, reading_order
 from docparse.errors import DocParseError
 from docparse.protocol import LayoutOptions, LayoutParsingRequest, final_event, page_event
@@ -123,9 +124,11 @@ class DocumentPipeline:
         async def produce() -> None:
             nonlocal budget_held
             render_started = time.perf_counter()
+            tracing.mark("render.requested", log_id)
             try:
                 async for info, page in pages:
                     timings.render += time.perf_counter() - render_started
+                    tracing.mark("page.rendered", log_id)
                     if not info_holder:
                         info_holder.append(info)
                     sizes.append({"width": page.width, "height": page.height})
@@ -189,10 +192,13 @@ class DocumentPipeline:
         else:
             boxes = await self.detect(page.image, request)
         t1 = time.perf_counter()
+        if request.useLayoutDetection is not False:
+            tracing.mark("page.layout_detected", log_id)
         order = reading_order(boxes)
         jobs = [RegionJob(boxes[i], self.tasks.task_for(boxes[i].label)) for i in order]
         results = await self.recognizer.recognize(page.image, jobs, request.recognition_params(log_id))
         t2 = time.perf_counter()
+        tracing.mark("page.recognized", log_id)
         blocks = [
             Block(
                 block_id=index,
@@ -219,6 +225,7 @@ class DocumentPipeline:
         )
         result, assemble_cpu = await asyncio.to_thread(build_page_result_cpu, page.image, blocks, context)
         t3 = time.perf_counter()
+        tracing.mark("page.assembled", log_id)
         timings.layout += t1 - t0
         timings.recognition += t2 - t1
         timings.assemble += t3 - t2

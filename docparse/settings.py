@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process (HPS_LOG_LEVEL)."
     )
+    trace_file: str | None = Field(
+        None,
+        description="Append stage timing marks of every request to this file "
+        "(docparse/tracing.py, read by bench/hops.py); unset: off.",
+    )
     gpu_device_id: int = Field(
         0,
         validation_alias=AliasChoices("GPU_DEVICE_ID", "gpu_device_id"),

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from docparse import tracing
 from docparse.errors import DeadlineExceededError, DocParseError
 from docparse.protocol import (
     FINAL_EVENT,
@@ -57,6 +58,7 @@ class Gateway:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    tracing.configure(settings.trace_file)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,6 +122,7 @@ def register_error_handlers(app: FastAPI) -> None:
 async def prepare(request: Request) -> tuple[Gateway, dict[str, Any], float]:
     """Read and validate the request; returns the gateway, the Triton request body and
     the loop time of the deadline (which covers everything from here on)."""
+    received = time.time()
     gateway: Gateway = request.app.state.gateway
     settings = gateway.settings
     deadline = asyncio.get_running_loop().time() + settings.inference_timeout
@@ -127,7 +130,9 @@ async def prepare(request: Request) -> tuple[Gateway, dict[str, Any], float]:
     given = data.get("logId")
     log_id = given[:128] if isinstance(given, str) and given else new_log_id()
     request.state.log_id = log_id
+    tracing.mark("gateway.received", log_id, at=received)
     body = await within(deadline, settings, validated_request(data, settings, log_id))
+    tracing.mark("gateway.validated", log_id)
     return gateway, body, deadline
 
 

@@ -12,6 +12,7 @@ from typing import AsyncIterator
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
+from docparse import tracing
 from docparse.client import error_from_triton, input_tensor, output_json
 from docparse.errors import DocParseError, error_for_status
 from docparse.protocol import FINAL_EVENT
@@ -46,6 +47,7 @@ class TritonConnection:
     async def events(self, request: dict, log_id: str) -> AsyncIterator[dict]:
         """The document's events (pages, then the final one); raises DocParseError."""
         tensor = input_tensor(request, [1])
+        tracing.mark("gateway.to_triton", log_id)
 
         async def one_request():
             yield {"model_name": STREAM_MODEL, "inputs": [tensor], "request_id": log_id}
@@ -60,6 +62,7 @@ class TritonConnection:
                 event = output_json(result)
                 if event is None:
                     continue
+                tracing.mark(f"gateway.from_triton.{event.get('type')}", log_id)
                 if event.get("type") == FINAL_EVENT:
                     final = event  # given out once the server has closed the stream
                     continue

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import orjson
 
+from docparse import tracing
 from docparse.errors import DocParseError, RecognitionError
 from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
 from docparse.recognition.tasks import TaskTable
@@ -179,7 +180,9 @@ class VlmClient:
             outcome: httpx.Response | Exception
             try:
                 async with self.slots:
+                    tracing.mark("vlm.request_sent", request_id)
                     outcome = await self._post(content, headers)
+                    tracing.mark("vlm.answer_received", request_id)
             except httpx.HTTPError as exc:
                 outcome = exc
             if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
@@ -305,6 +308,7 @@ class VlmRecognizer:
             settings.crop_min_pixels if params.min_pixels is None else params.min_pixels,
             settings.crop_max_pixels if params.max_pixels is None else params.max_pixels,
         )
+        tracing.mark("vlm.image_ready", params.log_id)
         answer = await self.client.complete(
             image,
             prompt,

@@ -1,5 +1,6 @@
 """``python -m bench.load`` end to end, briefly: it starts its own stack (VLM stand-in,
-tritonserver, gateway), measures one point at concurrency 2 and writes its three files."""
+tritonserver, gateway), measures one point at concurrency 2, the overhead with two
+requests per case, and writes its three files."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def test_bench_load_writes_results_with_pages_and_no_errors(tmp_path):
     out = tmp_path / "results"
     command = [
         sys.executable, "-m", "bench.load", "--concurrency", "2", "--duration", "2", "--warmup", "0.5",
-        "--document", "pdf:1", "--vlm-latency", "0.02", "--overhead-requests", "0", "--out", str(out),
+        "--document", "pdf:1", "--vlm-latency", "0.02", "--overhead-requests", "2", "--out", str(out),
     ]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -32,5 +33,20 @@ def test_bench_load_writes_results_with_pages_and_no_errors(tmp_path):
     assert point["pages"] > 0 and point["regions"]["from_results"] == 5 * point["pages"]
     assert point["requests"]["failed"] == 0 and point["errors"] == {}
     assert point["stages"]["crop"]["cpu_per_page_s"] > 0
-    assert "| c=2 |" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "| c=2 |" in report
+
+    # The overhead, stage by stage: the gateway and the orchestrator wrote their marks.
+    cases = {(o["target"], o["document"]): o for o in results["overhead"]}
+    assert set(cases) == {(t, f"image, layout {s}") for t in ("gateway", "triton") for s in ("on", "off")}
+    for (target, _), case in cases.items():
+        assert case["failed"] == 0 and case["stages"]["requests"] == 2
+        reached = {s["stage"] for s in case["stages"]["stages"]}
+        assert {"orchestrator.received", "page.rendered", "vlm.image_ready", "vlm_server.finished",
+                "orchestrator.sent.page", "client.received.page"} <= reached
+        assert ("gateway.validated" in reached) == (target == "gateway")
+        overhead = case["stages"]["overhead_s"]["p50"]
+        assert 0 < overhead < case["stages"]["end_to_end_s"]["p50"]
+    assert "page.layout_detected" in {s["stage"] for s in cases[("triton", "image, layout on")]["stages"]["stages"]}
+    assert "## Where the time goes, stage by stage" in report
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"

@@ -14,6 +14,7 @@ from typing import AsyncIterator
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from docparse import tracing
 from docparse.documents import RenderedPage
 from docparse.pipeline import DocumentInfo, DocumentPipeline
 from docparse.protocol import FINAL_EVENT, LayoutOptions, LayoutParsingRequest, new_log_id, parse_request
@@ -90,6 +91,7 @@ class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         self.settings = Settings()
         configure_logging(self.settings.log_level)
+        tracing.configure(self.settings.trace_file)
         self.recognizer = build_recognizer(self.settings)
         self.pipeline = DocumentPipeline(
             recognizer=self.recognizer,
@@ -112,17 +114,21 @@ class TritonPythonModel:
         sender = request.get_response_sender()
         log_id = ""
         started = time.perf_counter()
+        received = time.time()
         self.in_flight += 1
         try:
             parsed = parse_request(input_json(request, "input"))
             log_id = parsed.logId or new_log_id()
             data = parsed.file_bytes()
+            tracing.mark("orchestrator.received", log_id, at=received)
+            tracing.mark("orchestrator.parsed", log_id)
 
             async def emit(event: dict) -> None:
                 # The final event closes the stream itself: one message fewer on the
                 # way back than a separate empty closing response.
                 flags = FINAL if event.get("type") == FINAL_EVENT else 0
                 sender.send(pb_utils.InferenceResponse([json_tensor("output", event)]), flags=flags)
+                tracing.mark(f"orchestrator.sent.{event.get('type')}", log_id)
 
             async with self._documents:
                 final = await cancel_when_abandoned(
