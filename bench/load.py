@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
 import httpx
-import orjson
 
 from bench.report import distribution, markdown, write_reports
 from bench.stages import Mark, breakdown, read_marks, vlm_marks
+from docparse.protocol import json_bytes
 from bench.stack import (
     BenchStack,
     StackConfig,
@@ -160,7 +160,7 @@ class GatewaySender:
         try:
             # Encoded with orjson: the client's own JSON work is not the service's overhead
             # (the standard library takes ~1 ms for a page's base64).
-            content, headers = orjson.dumps(body), {"Content-Type": "application/json"}
+            content, headers = json_bytes(body), {"Content-Type": "application/json"}
             if self.route == "unary":
                 response = await self.http.post("/layout-parsing", content=content, headers=headers)
                 if response.status_code != 200:

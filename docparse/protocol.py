@@ -14,6 +14,7 @@ import json
 import uuid
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from docparse.errors import DocParseError, InvalidRequestError
@@ -188,6 +189,18 @@ def json_object(
     if not isinstance(raw, dict):
         raise error("the request must be a JSON object")
     return raw
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as UTF-8 JSON. orjson, because requests carry whole pages as base64 and
+    the standard library's encoder takes about 1 ms for each (orjson 0.02 ms); the
+    standard library for what orjson refuses: integers beyond 64 bits and lone
+    surrogates, which a request may carry in fields passed on as they are (escaped to
+    ASCII, so that any string survives the round trip)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value).encode("ascii")
 
 
 def parse_request(raw: bytes | str | dict, model: type[M] = LayoutParsingRequest) -> M:  # type: ignore[assignment]

@@ -11,7 +11,6 @@ import threading
 from typing import Any, AsyncIterator, Coroutine, TypeVar
 
 import numpy as np
-import orjson
 import triton_python_backend_utils as pb_utils
 
 from docparse.errors import (
@@ -21,6 +20,7 @@ from docparse.errors import (
     split_status,
     tag_status,
 )
+from docparse.protocol import json_bytes
 
 # HTTP-like status of our errors <-> Triton error code names (unary gRPC keeps the code).
 # The status also leads the message ("[422] ..."): streamed errors keep only the message.
@@ -97,7 +97,7 @@ def input_json(request: Any, name: str, required: bool = True) -> Any:
 
 
 def json_tensor(name: str, value: Any, shape: tuple[int, ...] = (1,)) -> "pb_utils.Tensor":
-    data = orjson.dumps(value)
+    data = json_bytes(value)
     return pb_utils.Tensor(name, np.array([data], dtype=np.object_).reshape(shape))
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 import httpx
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,6 +27,7 @@ from docparse.protocol import (
     PAGE_EVENT,
     collect_events,
     error_envelope,
+    json_bytes,
     new_log_id,
     success_envelope,
 )
@@ -151,7 +151,7 @@ async def within(deadline: float, settings: Settings, work: Awaitable[T]) -> T:
 
 def sse(event: dict) -> str:
     name = event.get("type") if event.get("type") in (PAGE_EVENT, FINAL_EVENT) else "error"
-    return f"event: {name}\ndata: {orjson.dumps(event).decode()}\n\n"
+    return f"event: {name}\ndata: {json_bytes(event).decode()}\n\n"
 
 
 def register_routes(app: FastAPI) -> None:

@@ -1,4 +1,5 @@
 import base64
+import json
 
 import pytest
 
@@ -7,6 +8,7 @@ from docparse.protocol import (
     LayoutOptions,
     collect_events,
     final_event,
+    json_bytes,
     page_event,
     parse_request,
 )
@@ -69,3 +71,16 @@ def test_collect_events_orders_pages_and_needs_the_final():
     assert result["dataInfo"] == {"numPages": 2}
     with pytest.raises(Exception, match="final"):
         collect_events("id", events[:2])
+
+
+@pytest.mark.parametrize("value", [
+    {"file": "QUJD" * 1000, "logId": "päge 1 — 文字", "dpi": 144, "nested": [1.5, None, True]},
+    # What orjson refuses: integers past 64 bits, which a request may carry in fields
+    # passed on as they are (found by the gateway fuzz test).
+    {"vlmExtraArgs": {"n": 138861095351221775018596761600}, "dpi": -(2**70)},
+    {"logId": "lone surrogate \ud800 here"},
+])
+def test_json_bytes_round_trips_any_request(value):
+    encoded = json_bytes(value)
+    assert isinstance(encoded, bytes)
+    assert json.loads(encoded) == value
