@@ -176,7 +176,9 @@ def stage_tables(overhead: list[dict]) -> list[str]:
     return ["", "## Where the time goes, stage by stage (p50, ms)", "",
             "Each interval between consecutive marks of a request counts for the stage that ends it "
             "(bench/stages.py); the intervals add up to the end-to-end time. With layout on, the VLM "
-            "calls of the regions overlap and the intervals are shared among their stages.", "",
+            "calls of the regions overlap: the time between the first call's start and the last "
+            "one's counts for their \"received\" stages, so the overhead here is higher than the "
+            "table above (union of the calls).", "",
             markdown_table(["stage", "time up to it", *(f"{o['target']}, {o['document']}" for o in measured)], rows)]
 
 
