@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     trace_file: str | None = Field(
         None,
         description="Append stage timing marks of every request to this file "
-        "(docparse/tracing.py, read by bench/hops.py); unset: off.",
+        "(docparse/tracing.py, read by bench/stages.py); unset: off.",
     )
     gpu_device_id: int = Field(
         0,

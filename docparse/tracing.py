@@ -1,9 +1,10 @@
 """Stage marks: where the time of one request goes, across processes.
 
 With HPS_TRACE_FILE set, every process that calls ``configure`` appends one line per
-mark to that file, ``<unix time> <pid> <logId> <stage>``; ``bench.hops`` sends requests
-one at a time and turns the marks of the gateway, the orchestrator and the client, with
-the VLM stand-in's own records, into the time between consecutive stages. Wall-clock
+mark to that file, ``<unix time> <pid> <logId> <stage>``. ``bench.load`` sends requests
+one at a time and ``bench/stages.py`` turns the marks of the gateway, the orchestrator
+and the client, with the VLM stand-in's own records, into the time between consecutive
+stages. Wall-clock
 time, so that marks of different processes line up. Off by default: ``mark`` returns at
 once.
 """

@@ -20,8 +20,8 @@ import numpy as np
 
 from docparse import tracing
 from docparse.errors import DocParseError, RecognitionError
-from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
 from docparse.protocol import json_bytes
+from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
 from docparse.recognition.tasks import TaskTable
 from docparse.settings import Settings
 from docparse.types import RecognitionParams, RegionJob, RegionResult, Task
