@@ -32,7 +32,7 @@ test-integration: install
 test-e2e: install
 	$(PY) -m pytest -q tests/e2e
 
-# Short standard benchmark (about 3 min on 2 cores): the whole stack against the VLM
+# Short standard benchmark (about 2 min on 2 cores): the whole stack against the VLM
 # simulator; JSON, Markdown and PNG under bench/results/<timestamp>/ (see BENCHMARKS.md).
 bench: install
 	$(PY) -m bench.load --concurrency 1,4,16,64 --duration 10 --vlm-latency 0.2 --overhead-requests 20
