@@ -191,9 +191,8 @@ class DocumentPipeline:
             boxes = [LayoutBox(label, 1.0, (0.0, 0.0, float(page.width), float(page.height)))]
         else:
             boxes = await self.detect(page.image, request)
-        t1 = time.perf_counter()
-        if request.useLayoutDetection is not False:
             tracing.mark("page.layout_detected", log_id)
+        t1 = time.perf_counter()
         order = reading_order(boxes)
         jobs = [RegionJob(boxes[i], self.tasks.task_for(boxes[i].label)) for i in order]
         results = await self.recognizer.recognize(page.image, jobs, request.recognition_params(log_id))

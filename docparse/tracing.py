@@ -4,9 +4,8 @@ With HPS_TRACE_FILE set, every process that calls ``configure`` appends one line
 mark to that file, ``<unix time> <pid> <logId> <stage>``. ``bench.load`` sends requests
 one at a time and ``bench/stages.py`` turns the marks of the gateway, the orchestrator
 and the client, with the VLM stand-in's own records, into the time between consecutive
-stages. Wall-clock
-time, so that marks of different processes line up. Off by default: ``mark`` returns at
-once.
+stages. Wall-clock time, so that marks of different processes line up. Off by default:
+``mark`` returns at once.
 """
 
 from __future__ import annotations
