@@ -12,7 +12,8 @@ import pytest
 
 from bench.vlm_simulator import SimulatorProcess
 from docparse.recognition import build_recognizer
-from docparse.recognition.vlm import VlmRecognizer, clean_answer
+from docparse.recognition.crops import encode_jpeg_data_uri
+from docparse.recognition.vlm import VlmClient, VlmRecognizer, clean_answer
 from docparse.settings import Settings
 from docparse.types import LayoutBox, RecognitionParams, RegionJob, Task
 
@@ -177,11 +178,9 @@ def test_clean_answer_removes_wrappers_around_tables_and_formulas(answer, task, 
 async def test_every_allowed_call_runs_at_once_across_the_connection_pools(sim, limit):
     """The client spreads calls over several small connection pools; together they must
     still carry HPS_VLM_MAX_CONCURRENCY calls at once, and no more."""
-    from docparse.recognition.vlm import VlmClient
-
     sim.configure(latency=0.3)
     client = VlmClient(sim.url, "glm-ocr", max_concurrency=limit)
-    image = "data:image/png;base64," + __import__("base64").b64encode(_png()).decode()
+    image = encode_jpeg_data_uri(np.full((56, 56, 3), 255, dtype=np.uint8))
     try:
         await asyncio.gather(*(
             client.complete(image, "Text Recognition:", max_tokens=10, temperature=0.0)
@@ -190,13 +189,3 @@ async def test_every_allowed_call_runs_at_once_across_the_connection_pools(sim, 
     finally:
         await client.aclose()
     assert sim.stats()["peak_in_flight"] == limit
-
-
-def _png() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (56, 56), "white").save(buffer, format="PNG")
-    return buffer.getvalue()
