@@ -8,13 +8,13 @@ never passes silently.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import uuid
 from typing import Any, Literal, TypeVar
 
 import orjson
+import pybase64
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from docparse.errors import DocParseError, InvalidRequestError
@@ -142,7 +142,7 @@ class LayoutParsingRequest(LayoutOptions):
         if text.startswith("data:") and "," in text:
             text = text.split(",", 1)[1]  # a data URI is base64 after the comma
         try:
-            data = base64.b64decode(text, validate=True)
+            data = pybase64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRequestError("field 'file': not valid base64") from None
         if not data:

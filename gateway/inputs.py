@@ -9,7 +9,6 @@ loopback or link-local addresses unless explicitly allowed (no SSRF).
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import json
 import socket
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import pybase64
 from fastapi import Request
 
 from docparse.errors import InvalidRequestError, LimitExceededError
@@ -83,7 +83,7 @@ async def form_body(request: Request) -> dict[str, Any]:
         if key == "file":
             upload = values[0]
             raw = await upload.read() if hasattr(upload, "read") else str(upload).encode()
-            data["file"] = base64.b64encode(raw).decode("ascii") if hasattr(upload, "read") else str(upload)
+            data["file"] = pybase64.b64encode(raw).decode("ascii") if hasattr(upload, "read") else str(upload)
             continue
         parsed = [form_value(key, value) for value in values if isinstance(value, str)]
         data[key] = parsed[0] if len(parsed) == 1 else parsed
@@ -109,7 +109,7 @@ async def validated_request(data: dict[str, Any], settings: Settings, log_id: st
                 "(HPS_ALLOW_URL_INPUT=false); send the file as base64"
             )
         document = await fetch_url(parsed.file, settings)
-        data = {**data, "file": base64.b64encode(document).decode("ascii")}
+        data = {**data, "file": pybase64.b64encode(document).decode("ascii")}
     else:
         parsed.file_bytes()  # refuses bad base64 here, before any work is queued
     return {**data, "logId": log_id}

@@ -6,11 +6,11 @@ and the picture the VLM reads are cut the same way.
 
 from __future__ import annotations
 
-import base64
 import math
 
 import cv2
 import numpy as np
+import pybase64
 from PIL import Image, ImageDraw
 
 from docparse.jpeg import encode_jpeg
@@ -100,7 +100,7 @@ def jpeg_base64(image: np.ndarray | Image.Image, quality: int = 90) -> str:
     BENCHMARKS.md, "Overhead")."""
     if isinstance(image, Image.Image) and image.mode not in ("RGB", "RGBA", "L"):
         image = image.convert("RGB")
-    return base64.b64encode(encode_jpeg(np.asarray(image), quality)).decode("ascii")
+    return pybase64.b64encode(encode_jpeg(np.asarray(image), quality)).decode("ascii")
 
 
 def encode_jpeg_data_uri(image: np.ndarray, quality: int = 95) -> str:
