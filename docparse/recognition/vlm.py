@@ -9,13 +9,15 @@ prompts, per-request parameters, and one result per region whatever happens to t
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
-import httpx
+import aiohttp
 import numpy as np
 
 from docparse import tracing
@@ -29,48 +31,60 @@ from docparse.types import RecognitionParams, RegionJob, RegionResult, Task
 log = logging.getLogger("docparse.vlm")
 
 # Failures a later attempt can get past: the server was busy, restarting or slow, or a
-# pooled connection had been closed under us. Everything else would fail the same way again.
-RETRYABLE_EXCEPTIONS = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.ReadTimeout,
-    httpx.ReadError,
-    httpx.RemoteProtocolError,
-)
+# pooled connection had been closed under us (connection errors, timeouts, a cut-off
+# answer). Everything else would fail the same way again.
+RETRYABLE_EXCEPTIONS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 ERROR_EXCERPT = 200  # characters of the server's error message kept in ours
+# vLLM's server (uvicorn) closes idle connections after 5 s; dropping ours first avoids
+# sending on a connection the server is closing.
+KEEPALIVE_SECONDS = 4.0
 
 
-def is_retryable(outcome: httpx.Response | Exception) -> bool:
+@dataclass(frozen=True)
+class VlmAnswer:
+    """One HTTP answer of the VLM server, read whole."""
+
+    status: int
+    body: bytes
+    retry_after: str | None = None  # the Retry-After header, as sent
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+def is_retryable(outcome: VlmAnswer | Exception) -> bool:
     """The one rule for retries: 429, 5xx and the transport failures above."""
-    if isinstance(outcome, httpx.Response):
-        return outcome.status_code == 429 or outcome.status_code >= 500
+    if isinstance(outcome, VlmAnswer):
+        return outcome.status == 429 or outcome.status >= 500
     return isinstance(outcome, RETRYABLE_EXCEPTIONS)
 
 
-def server_message(response: httpx.Response) -> str:
+def server_message(answer: VlmAnswer) -> str:
     """The server's own words: OpenAI's ``error.message`` when present, else the body."""
     try:
-        message = response.json()["error"]["message"]
+        message = json.loads(answer.body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
-        message = response.text
+        message = answer.text
     message = " ".join(str(message).split())
     return message[:ERROR_EXCERPT] + ("…" if len(message) > ERROR_EXCERPT else "")
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(answer: VlmAnswer) -> float | None:
     """``Retry-After`` in seconds, when the server sent one as a number."""
     try:
-        seconds = float(response.headers["retry-after"])
-    except (KeyError, ValueError):
+        seconds = float(answer.retry_after)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return None
     return max(0.0, seconds)
 
 
-CONNECTIONS_PER_POOL = 8
-
-
 class VlmClient:
-    """Calls ``{base_url}/chat/completions`` with one image and one prompt."""
+    """Calls ``{base_url}/chat/completions`` with one image and one prompt.
+
+    aiohttp, not httpx: a call with a page-sized body took 1.5 ms and 1.4 ms of the event
+    loop's CPU with httpx, 0.65 ms and 0.35 ms with aiohttp (BENCHMARKS.md, "Overhead"),
+    and its connection pool costs the same with 64 connections as with one."""
 
     def __init__(
         self,
@@ -84,7 +98,6 @@ class VlmClient:
         max_retries: int = 3,
         backoff: float = 0.5,
         backoff_max: float = 8.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -96,28 +109,8 @@ class VlmClient:
         self.max_retries = max_retries
         self.backoff = backoff
         self.backoff_max = backoff_max
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # Several small connection pools instead of one large one: httpx's pool checks
-        # every one of its connections on each request (a getpeername system call each),
-        # which with 64 connections took half of the orchestrator's event loop under load
-        # (BENCHMARKS.md). The pools' sizes add up to max_concurrency, and each call takes
-        # the pool with the most free connections, so a call holding a slot always finds one.
-        sizes = [CONNECTIONS_PER_POOL] * (max_concurrency // CONNECTIONS_PER_POOL)
-        if max_concurrency % CONNECTIONS_PER_POOL:
-            sizes.append(max_concurrency % CONNECTIONS_PER_POOL)
-        self._pools = [
-            httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(timeout, connect=connect_timeout),
-                # vLLM's server (uvicorn) closes idle connections after 5 s; dropping
-                # ours first avoids sending on a connection the server is closing.
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=4.0),
-                transport=transport,
-            )
-            for size in sizes
-        ]
-        self._pool_sizes = sizes
-        self._pool_calls = [0] * len(self._pools)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
 
     @classmethod
@@ -141,6 +134,18 @@ class VlmClient:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrency)
         return self._slots
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The connection pool, made on first use inside the running loop (as ``slots``):
+        one connection per call in flight at most."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency, keepalive_timeout=KEEPALIVE_SECONDS),
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.connect_timeout),
+                headers=self._headers,
+            )
+        return self._session
 
     async def complete(
         self,
@@ -177,15 +182,15 @@ class VlmClient:
         attempt = 0
         while True:
             attempt += 1
-            outcome: httpx.Response | Exception
+            outcome: VlmAnswer | Exception
             try:
                 async with self.slots:
                     tracing.mark("vlm.request_sent", request_id)
                     outcome = await self._post(content, headers)
                     tracing.mark("vlm.answer_received", request_id)
-            except httpx.HTTPError as exc:
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 outcome = exc
-            if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
+            if isinstance(outcome, VlmAnswer) and outcome.status == 200:
                 return answer_content(outcome)
             problem = self._describe(outcome, attempt)
             if attempt == attempts or not is_retryable(outcome):
@@ -198,49 +203,44 @@ class VlmClient:
             )
             await asyncio.sleep(delay)
 
-    async def _post(self, content: bytes, headers: dict[str, str]) -> httpx.Response:
-        """One POST on the pool with the most free connections (call it holding a slot)."""
-        index = max(range(len(self._pools)), key=lambda i: self._pool_sizes[i] - self._pool_calls[i])
-        self._pool_calls[index] += 1
-        try:
-            return await self._pools[index].post(self.url, content=content, headers=headers)
-        finally:
-            self._pool_calls[index] -= 1
+    async def _post(self, content: bytes, headers: dict[str, str]) -> VlmAnswer:
+        """One POST, its answer read whole (call it holding a slot)."""
+        async with self.session.post(self.url, data=content, headers=headers) as response:
+            return VlmAnswer(response.status, await response.read(), response.headers.get("Retry-After"))
 
-    def _delay(self, attempt: int, outcome: httpx.Response | Exception) -> float:
+    def _delay(self, attempt: int, outcome: VlmAnswer | Exception) -> float:
         """Retry-After when the server gave one, else exponential backoff with full
         jitter (spreads the retries of many regions that failed together); both capped."""
-        if isinstance(outcome, httpx.Response) and (wait := retry_after(outcome)) is not None:
+        if isinstance(outcome, VlmAnswer) and (wait := retry_after(outcome)) is not None:
             return min(wait, self.backoff_max)
         return random.uniform(0, min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
 
-    def _describe(self, outcome: httpx.Response | Exception, attempts: int) -> str:
+    def _describe(self, outcome: VlmAnswer | Exception, attempts: int) -> str:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-        if isinstance(outcome, httpx.Response):
-            return f"VLM answered {outcome.status_code} after {tries}: {server_message(outcome)}"
-        if isinstance(outcome, httpx.ConnectTimeout):
+        if isinstance(outcome, VlmAnswer):
+            return f"VLM answered {outcome.status} after {tries}: {server_message(outcome)}"
+        if isinstance(outcome, aiohttp.ConnectionTimeoutError):
             return f"VLM at {self.url} did not accept a connection within {self.connect_timeout:g} s ({tries})"
-        if isinstance(outcome, httpx.TimeoutException):
+        if isinstance(outcome, asyncio.TimeoutError):
             return f"VLM timed out after {self.timeout:g} s ({tries})"
-        if isinstance(outcome, httpx.ConnectError):
+        if isinstance(outcome, aiohttp.ClientConnectorError):
             return f"VLM at {self.url} could not be reached after {tries}: {outcome}"
         return f"VLM call failed after {tries}: {type(outcome).__name__}: {outcome}"
 
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-def answer_content(response: httpx.Response) -> str:
+def answer_content(answer: VlmAnswer) -> str:
     """``choices[0].message.content`` of a chat-completions answer."""
     try:
-        content = response.json()["choices"][0]["message"]["content"]
+        content = json.loads(answer.body)["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         content = None
     if not isinstance(content, str):
-        raise RecognitionError(
-            f"VLM answer has no choices[0].message.content: {response.text[:ERROR_EXCERPT]}"
-        )
+        raise RecognitionError(f"VLM answer has no choices[0].message.content: {answer.text[:ERROR_EXCERPT]}")
     return content
 
 

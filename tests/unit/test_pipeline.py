@@ -4,7 +4,6 @@ and nothing accepted is lost."""
 import asyncio
 from dataclasses import dataclass
 
-import httpx
 import numpy as np
 import pytest
 
@@ -168,15 +167,11 @@ async def test_layout_off_sends_the_whole_page_as_one_region():
     assert [(i["block_label"], i["block_bbox"]) for i in items] == [("table", [0, 0, 100, 100])]
 
 
-async def test_final_timings_name_every_stage_and_crop_cpu_grows_with_the_regions():
+async def test_final_timings_name_every_stage_and_crop_cpu_grows_with_the_regions(sim):
     """crop_cpu counts the orchestrator's own CPU per region (crop, resize, JPEG), so a
     page with more regions costs more; no wall-clock threshold is involved."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"choices": [{"message": {"content": "text"}}]})
-
     settings = Settings(vlm_max_retries=0)
-    client = VlmClient("http://vlm.invalid/v1", "glm-ocr", transport=httpx.MockTransport(answer))
+    client = VlmClient(sim.url, "glm-ocr")
     tasks = TaskTable.from_settings(settings)
     noise = np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)
 
