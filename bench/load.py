@@ -37,6 +37,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
+import aiohttp
 import httpx
 
 from bench.report import distribution, markdown, write_reports
@@ -56,7 +57,7 @@ DEFAULT_RESULTS = REPO_ROOT / "bench" / "results"
 SAMPLE_EVERY = 0.2  # seconds between samples of the VLM's running requests
 IDLE_TIMEOUT = 120.0  # seconds the service may take to become idle after the last response
 VERSIONED = ("docparse-hps", "nvidia-pytriton", "tritonclient", "paddlepaddle", "paddlex", "fastapi",
-             "gunicorn", "uvicorn", "httpx", "grpcio", "numpy", "pillow", "pypdfium2", "matplotlib")
+             "gunicorn", "uvicorn", "httpx", "aiohttp", "grpcio", "numpy", "pillow", "pypdfium2", "matplotlib")
 
 
 class UsageError(Exception):
@@ -138,23 +139,48 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict
         yield name, json.loads("\n".join(data))
 
 
-def envelope_message(response: httpx.Response) -> str:
+def envelope_message(body: bytes) -> str:
     try:
-        return str(response.json().get("errorMsg"))[:300]
-    except ValueError:
-        return response.text[:300]
+        return str(json.loads(body).get("errorMsg"))[:300]
+    except (ValueError, AttributeError):
+        return body.decode("utf-8", errors="replace")[:300]
+
+
+async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The text lines of a byte stream (an SSE line, a page's data, can be longer than
+    aiohttp's own line reader accepts)."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r").decode("utf-8")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8")
 
 
 class GatewaySender:
     """HTTP to the gateway: ``/layout-parsing/stream`` (SSE, page events and the final
-    one with timings) or ``/layout-parsing`` (one envelope, no timings)."""
+    one with timings) or ``/layout-parsing`` (one envelope, no timings).
+
+    aiohttp, as the service's own VLM client: the load generator's CPU per request is
+    not the service's overhead, and httpx's is about 1 ms more (BENCHMARKS.md)."""
 
     def __init__(self, url: str, route: str, timeout: float) -> None:
         self.name = f"gateway {route}"
         self.route = route
-        self.http = httpx.AsyncClient(
-            base_url=url, timeout=timeout, limits=httpx.Limits(max_connections=None, max_keepalive_connections=256)
-        )
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """Made on first use, inside the running loop."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+        return self._http
 
     async def events(self, body: dict) -> AsyncIterator[dict]:
         try:
@@ -162,27 +188,28 @@ class GatewaySender:
             # (the standard library takes ~1 ms for a page's base64).
             content, headers = json_bytes(body), {"Content-Type": "application/json"}
             if self.route == "unary":
-                response = await self.http.post("/layout-parsing", content=content, headers=headers)
-                if response.status_code != 200:
-                    raise RequestFailed(f"HTTP {response.status_code}", envelope_message(response))
-                result = response.json()["result"]
+                async with self.http.post(f"{self.url}/layout-parsing", data=content, headers=headers) as response:
+                    answer = await response.read()
+                if response.status != 200:
+                    raise RequestFailed(f"HTTP {response.status}", envelope_message(answer))
+                result = json.loads(answer)["result"]
                 for index, page in enumerate(result["layoutParsingResults"]):
                     yield {"type": "page", "pageIndex": index, "result": page}
                 yield {"type": "final", "dataInfo": result["dataInfo"], "timings": None}
                 return
-            async with self.http.stream("POST", "/layout-parsing/stream", content=content, headers=headers) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise RequestFailed(f"HTTP {response.status_code}", envelope_message(response))
-                async for name, event in sse_events(response.aiter_lines()):
+            async with self.http.post(f"{self.url}/layout-parsing/stream", data=content, headers=headers) as response:
+                if response.status != 200:
+                    raise RequestFailed(f"HTTP {response.status}", envelope_message(await response.read()))
+                async for name, event in sse_events(lines_of(response.content.iter_any())):
                     if name == "error":
                         raise RequestFailed(f"stream error {event.get('errorCode')}", str(event.get("errorMsg")))
                     yield event
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise RequestFailed(type(exc).__name__, str(exc) or repr(exc)) from None
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
 
 class TritonSender:

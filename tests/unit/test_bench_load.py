@@ -100,6 +100,17 @@ async def test_sse_events_are_parsed():
     ]
 
 
+
+async def test_lines_are_cut_from_chunks_whatever_their_boundaries_and_length():
+    long_data = "data: " + "x" * 300_000  # a page event with images: longer than aiohttp's line reader takes
+    stream = f"event: page\r\n{long_data}\r\n\r\nevent: final\ndata: {{}}".encode()
+
+    async def chunks():
+        for start in range(0, len(stream), 7777):
+            yield stream[start : start + 7777]
+
+    assert [line async for line in load.lines_of(chunks())] == ["event: page", long_data, "", "event: final", "data: {}"]
+
 def snapshot(clock: float, cpu: dict, succeeded: int, busy: float | None = None) -> Snapshot:
     stats = {"succeeded": succeeded, "max_concurrency": 8}
     if busy is not None:
