@@ -783,6 +783,7 @@ class Options:
     warmup: float
     timeout: float
     overhead_requests: int
+    overhead_document: Document
     config: StackConfig
     out: Path
 
@@ -809,7 +810,7 @@ async def benchmark(stack: BenchStack, options: Options) -> tuple[list[dict], li
     finally:
         await sweep_sender.aclose()
     if options.overhead_requests > 0:
-        image = load_document("image")
+        image = options.overhead_document
         senders: list[tuple[str, Sender]] = [
             ("gateway", GatewaySender(stack.gateway.url, "stream", options.timeout)),
             ("triton", TritonSender(stack.triton.grpc_url)),
@@ -953,6 +954,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     load.add_argument("--overhead-requests", type=int, default=20,
                       help="requests per overhead measurement at concurrency 1 (0: skip it)")
+    load.add_argument("--overhead-document", default="image", metavar="SPEC",
+                      help="the one-page document of the overhead measurement, as --document (default: image)")
     service = parser.add_argument_group("the service")
     service.add_argument("--vlm-latency", type=float, default=0.2, help="seconds per VLM call (stand-in)")
     service.add_argument(
@@ -1020,6 +1023,7 @@ def parse_options(argv: list[str]) -> Options:
         warmup=args.warmup,
         timeout=args.timeout,
         overhead_requests=args.overhead_requests,
+        overhead_document=load_document(args.overhead_document),
         config=StackConfig(
             trace=args.overhead_requests > 0,
             vlm_latency=args.vlm_latency,

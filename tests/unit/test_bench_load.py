@@ -222,6 +222,8 @@ def test_command_line_defaults():
     assert options.loads == [ClosedLoop(1), ClosedLoop(4), ClosedLoop(16), ClosedLoop(64)]
     assert options.window.duration == 10.0 and options.window.requests is None
     assert [d.name for d in options.documents] == ["pdf:2"] and options.documents[0].file_type == 0
+    assert options.overhead_document.name == "image" and options.overhead_document.file_type == 1
+    assert load.parse_options(["--overhead-document", "pdf:1"]).overhead_document.name == "pdf:1"
     rate = load.parse_options(["--rate", "0.5,2", "--arrival", "uniform", "--requests", "7"])
     assert rate.loads == [OpenLoop(0.5, "uniform", 256), OpenLoop(2.0, "uniform", 256)]
     assert rate.window.requests == 7 and rate.window.duration is None
