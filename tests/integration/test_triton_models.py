@@ -30,8 +30,9 @@ def json_input(name: str, value: object, shape: list[int], module=grpcclient):
     return tensor
 
 
-def stream_model(triton, model: str, inputs: list) -> list:
-    """The responses of one streamed request that carry outputs (or raise its error)."""
+def stream_model(triton, model: str, inputs: list, everything: bool = False) -> list:
+    """The responses of one streamed request that carry outputs (or raise its error);
+    with ``everything``, empty ones too."""
     results: queue.Queue = queue.Queue()
     grpc = grpcclient.InferenceServerClient(triton.grpc_url)
     grpc.start_stream(callback=lambda result, error: results.put((result, error)))
@@ -42,7 +43,7 @@ def stream_model(triton, model: str, inputs: list) -> list:
             result, error = results.get(timeout=60)
             if error is not None:
                 raise error
-            if result.get_response().outputs:
+            if result.get_response().outputs or everything:
                 responses.append(result)
             if result.get_response().parameters["triton_final_response"].bool_param:
                 return responses
@@ -87,6 +88,11 @@ def test_pdf_render_renders_only_the_window_asked_for(triton):
 
     assert [p["index"] for p in pages] == [2, 3]  # the 2nd and 3rd of the selected pages 2-5
     assert all(p["selected"] == 4 for p in pages)
+
+    # The last page closes the stream itself: no empty response after it.
+    messages = stream_model(triton, "pdf_render", [document, options], everything=True)
+    assert len(messages) == 2
+    assert messages[-1].get_response().parameters["triton_final_response"].bool_param
 
 
 def test_a_document_longer_than_the_render_window_keeps_every_selected_page(triton, vlm):

@@ -25,6 +25,7 @@ class TritonPythonModel:
 
     async def _serve(self, request) -> None:
         sender = request.get_response_sender()
+        closed = False  # a response with the FINAL flag has been sent
         try:
             data = pb_utils.get_input_tensor_by_name(request, "document").as_numpy()
             options = input_json(request, "options", required=False) or {}
@@ -38,8 +39,8 @@ class TritonPythonModel:
                 window = page_window(indices, options.get("start"), options.get("limit"))
                 dpi = int(options.get("dpi") or self.settings.render_dpi)
                 pages = document.render(window, dpi)
-                end = object()
-                while (page := await asyncio.to_thread(next, pages, end)) is not end:
+                for number in range(1, len(window) + 1):
+                    page = await asyncio.to_thread(next, pages)
                     if request.is_cancelled():
                         break
                     info = {
@@ -51,13 +52,17 @@ class TritonPythonModel:
                         "pageCount": document.page_count,
                         "selected": len(indices),
                     }
+                    # The last page closes the stream itself: no separate empty response
+                    # arriving while the orchestrator starts on that page.
+                    closed = number == len(window)
                     sender.send(
-                        pb_utils.InferenceResponse(
-                            [pb_utils.Tensor("image", page.image), json_tensor("page", info)]
-                        )
+                        pb_utils.InferenceResponse([pb_utils.Tensor("image", page.image), json_tensor("page", info)]),
+                        flags=FINAL if closed else 0,
                     )
             finally:
                 document.close()
-            sender.send(flags=FINAL)
+            if not closed:
+                sender.send(flags=FINAL)
         except Exception as exc:  # noqa: BLE001 - every failure is this request's answer
-            sender.send(error_response(exc), flags=FINAL)
+            if not closed:
+                sender.send(error_response(exc), flags=FINAL)
