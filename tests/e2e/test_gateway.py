@@ -272,7 +272,8 @@ def test_sigterm_lets_requests_in_flight_finish(start_gateway, vlm):
 def test_triton_unloads_cleanly_after_concurrent_streams(start_gateway, tiny_layout_dir, vlm_server, tmp_path):
     """A finished stream is read to its end, not cancelled: cancelling streams the server
     was closing left tritonserver holding requests, and its stop then waited the whole
-    exit timeout with layout-parsing-stream never unloaded."""
+    exit timeout with layout-parsing-stream never unloaded. Unloading logs no errors
+    (the VLM client's pooled connections were once reported as unclosed)."""
     triton = TritonServer(env=triton_env(tiny_layout_dir, vlm_server), log_path=tmp_path / "tritonserver.log",
                           ready_timeout=180).start()
     try:
@@ -288,6 +289,7 @@ def test_triton_unloads_cleanly_after_concurrent_streams(start_gateway, tiny_lay
     log = triton.log_tail(200)
     assert "successfully unloaded 'layout-parsing-stream'" in log, log
     assert triton.process.returncode == 0, log
+    assert " ERROR " not in log[log.index("Signal (15) received"):], log
 
 
 # --- health, readiness, metrics, logs, docs ---------------------------------------------------

@@ -158,3 +158,8 @@ class TritonPythonModel:
         deadline = time.monotonic() + 30
         while self.in_flight and time.monotonic() < deadline:
             time.sleep(0.1)
+        # The VLM client's pooled connections belong to the stub's event loop, which no
+        # longer runs callbacks by now (Triton stops it; closing on it timed out), so
+        # they close with the process. Without this, asyncio reports each as an ERROR
+        # ("Unclosed client session") on every unload.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
