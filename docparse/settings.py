@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     vlm_timeout: float = Field(120.0, gt=0, description="Seconds one VLM call may take.")
     vlm_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to the VLM.")
     vlm_max_retries: int = Field(
-        3, ge=0, description="Retries of a VLM call on 429, 5xx and connection errors."
+        3, ge=0, description="Retries of a VLM call on 429, 5xx, connection errors and timeouts."
     )
     vlm_retry_backoff: float = Field(
         0.5, ge=0, description="First retry delay in seconds; doubles each retry, with jitter."
