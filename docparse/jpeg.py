@@ -24,11 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-# Pictures smaller than this are encoded whole: a strip's thread hand-over (tens of µs)
-# and its joining would cost more than half the encoding saves.
+# Pictures smaller than this are encoded whole: their encoding takes well under a
+# millisecond, little more than handing a strip to another thread.
 PARALLEL_MIN_PIXELS = 512 * 512
-# Strips per picture: one per core, at most 4 (beyond that a 1.6 MP picture's strips
-# are too short for the hand-overs to pay).
+# Strips per picture: one per core, at most 4.
 STRIPS = max(1, min(4, os.cpu_count() or 1))
 MCU = 16  # pixels: the MCU of 4:2:0 subsampling, which the encoder is told to use
 MAX_RESTART_INTERVAL = 0xFFFF  # MCUs: the DRI segment's field is 16 bits
