@@ -30,12 +30,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol
+from typing import AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
 import aiohttp
 import httpx

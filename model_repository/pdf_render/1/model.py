@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from docparse.documents import open_document, page_window, parse_page_ranges
