@@ -82,7 +82,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 def load_document(spec: str) -> Document:
     """``pdf:N`` (the generated N-page test PDF), ``image`` (its first page as a PNG), or
     the path of a file."""
-    from tests.support import documents
+    from testkit import documents
 
     if spec.startswith("pdf:"):
         pages = spec[4:]

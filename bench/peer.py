@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPO_ROOT / "bench" / "results" / f"peer-{started.replace(':', '')}"
     out.mkdir(parents=True, exist_ok=True)
 
-    from tests.support.documents import sample_pdf
+    from testkit.documents import sample_pdf
 
     pdfs = []
     for index in range(args.documents):

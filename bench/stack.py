@@ -162,7 +162,7 @@ def build_layout_model(out: Path) -> Path:
     in a child process so Paddle never loads into the load generator."""
     if (out / "inference.yml").exists():
         return out
-    command = [sys.executable, "-m", "tests.support.tiny_doclayout", str(out), LAYOUT_MODEL_NAME]
+    command = [sys.executable, "-m", "testkit.tiny_doclayout", str(out), LAYOUT_MODEL_NAME]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise LaunchError(f"building the stand-in layout model failed:\n{done.stderr[-3000:]}")

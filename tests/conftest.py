@@ -11,7 +11,7 @@ import pytest
 
 from bench.vlm_simulator import SimulatorProcess
 from scripts.triton_local import TritonServer
-from tests.support.tiny_doclayout import build_model_dir
+from testkit.tiny_doclayout import build_model_dir
 
 VLM_CONCURRENCY = 48  # room for 8 one-page documents (5 VLM regions each) at once
 

@@ -18,7 +18,7 @@ from bench.vlm_simulator import SimulatorProcess
 from docparse.cli import sse_events
 from scripts.triton_local import TritonServer
 from tests.conftest import triton_env
-from tests.support.documents import corrupt_pdf, sample_image, sample_pdf
+from testkit.documents import corrupt_pdf, sample_image, sample_pdf
 from tests.support.tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.triton

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scripts.processes import free_port, http_ok
-from tests.support.documents import ENGLISH_TEXT, sample_pdf
+from testkit.documents import ENGLISH_TEXT, sample_pdf
 
 pytestmark = pytest.mark.triton
 

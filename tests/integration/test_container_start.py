@@ -21,7 +21,7 @@ import yaml
 from docparse.client import TritonLayoutClient, request_for
 from scripts.processes import free_port, http_ok, launch, log_tail, stop_group
 from scripts.triton_local import prepare_backend_dir, pytriton_dir, stub_environment
-from tests.support.documents import sample_pdf
+from testkit.documents import sample_pdf
 from tests.unit.test_settings import env_example, env_example_sections
 
 pytestmark = pytest.mark.triton

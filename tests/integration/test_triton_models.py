@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from docparse.client import TritonLayoutClient, request_for
 from docparse.errors import InvalidRequestError
-from tests.support.documents import corrupt_pdf, sample_image, sample_pdf
+from testkit.documents import corrupt_pdf, sample_image, sample_pdf
 
 pytestmark = pytest.mark.triton
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from docparse import cli
 from scripts.processes import free_port
-from tests.support.documents import sample_pdf
+from testkit.documents import sample_pdf
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -29,8 +29,8 @@ from docparse.recognition.cpu_ocr import (
 from docparse.recognition.tasks import TaskTable
 from docparse.settings import Settings
 from docparse.types import LayoutBox, LayoutParams, RecognitionParams, RegionJob, RegionResult, Task
-from tests.support.documents import CHINESE_TEXT, DPI, ENGLISH_TEXT, TABLE_ROWS, TITLE_TEXT, sample_pdf
-from tests.support.layout_template import TEMPLATE
+from testkit.documents import CHINESE_TEXT, DPI, ENGLISH_TEXT, TABLE_ROWS, TITLE_TEXT, sample_pdf
+from testkit.layout_template import TEMPLATE
 
 TIMINGS: dict[str, float] = {}
 

@@ -23,7 +23,7 @@ from docparse.documents import (
 )
 from docparse.errors import InvalidDocumentError, InvalidRequestError, LimitExceededError
 from docparse.settings import Settings
-from tests.support.documents import (
+from testkit.documents import (
     blank_pdf,
     corrupt_pdf,
     encrypted_pdf,

@@ -1,5 +1,5 @@
 """The PaddleX layout detector, run through the real ``paddlex.create_model`` path on the
-stand-in models of ``tests/support/tiny_doclayout.py``."""
+stand-in models of ``testkit/tiny_doclayout.py``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from docparse.layout import build_layout_detector
 from docparse.layout.paddlex_backend import PaddlexLayoutDetector, layout_boxes, predict_options
 from docparse.settings import Settings
 from docparse.types import LayoutParams
-from tests.support.layout_template import LOW_SCORE_BOX, TEMPLATE
-from tests.support.tiny_doclayout import MODELS, build_model_dir, model_label
+from testkit.layout_template import LOW_SCORE_BOX, TEMPLATE
+from testkit.tiny_doclayout import MODELS, build_model_dir, model_label
 
 TEMPLATE_LABELS = [label for label, _ in TEMPLATE]
 

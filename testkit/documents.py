@@ -2,7 +2,7 @@
 from them, and broken files.
 
 Every page of ``sample_pdf`` draws real content inside the boxes of
-``tests.support.layout_template.TEMPLATE``, so what the stand-in layout model predicts
+``testkit.layout_template.TEMPLATE``, so what the stand-in layout model predicts
 matches what is on the page. Pages are A4 portrait: 1191x1684 pixels at 144 dpi.
 Output is deterministic (same bytes on every run), and cached: the bytes are immutable.
 """
@@ -10,8 +10,8 @@ Output is deterministic (same bytes on every run), and cached: the bytes are imm
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import io
-from pathlib import Path
 
 from PIL import Image
 from reportlab.lib import colors
@@ -23,9 +23,13 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Paragraph, Table, TableStyle
 
 from docparse.render import PdfFile
-from tests.support.layout_template import TEMPLATE
+from testkit.layout_template import TEMPLATE
 
-CJK_FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+# WenQuanYi Micro Hei, TrueType outlines that reportlab can embed, from a PyPI wheel (the
+# `dev` extra) so that `make test` needs no system font; the same bytes as Debian's
+# fonts-wqy-microhei. Noto CJK on PyPI is CFF OpenType, which reportlab cannot embed.
+CJK_FONT_PACKAGE = "paperang_p2_fonts_cjk"
+CJK_FONT_FILE = "fonts/wqy-microhei.ttc"
 CJK_FONT = "WenQuanYiMicroHei"
 PAGE_WIDTH, PAGE_HEIGHT = A4  # points
 DPI = 144
@@ -58,12 +62,16 @@ def page_number_text(page: int) -> str:
 
 @functools.cache
 def _register_cjk_font() -> str:
-    if not CJK_FONT_PATH.is_file():
+    """Registers the Chinese font with reportlab once; its name for paragraph styles."""
+    try:
+        font = importlib.resources.files(CJK_FONT_PACKAGE).joinpath(CJK_FONT_FILE)
+    except ModuleNotFoundError:
         raise RuntimeError(
-            f"the Chinese test font {CJK_FONT_PATH} is missing: "
-            "install it with `apt-get install fonts-wqy-microhei`"
-        )
-    pdfmetrics.registerFont(TTFont(CJK_FONT, str(CJK_FONT_PATH), subfontIndex=0))
+            f"the Chinese test font comes from the {CJK_FONT_PACKAGE!r} package: "
+            "install the project's `dev` extra (`make install`)"
+        ) from None
+    with importlib.resources.as_file(font) as path:
+        pdfmetrics.registerFont(TTFont(CJK_FONT, str(path), subfontIndex=0))
     return CJK_FONT
 
 

@@ -24,7 +24,7 @@ Output signature per model family (as PaddleX 3.7.2 post-processes them):
 The V2/V3 graphs emit their rows in reverse reading order, so only the reading-order
 column can put them back in ``TEMPLATE`` order.
 
-Build one from the shell: ``python -m tests.support.tiny_doclayout OUT_DIR [NAME]``.
+Build one from the shell: ``python -m testkit.tiny_doclayout OUT_DIR [NAME]``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support.layout_template import LOW_SCORE_BOX, MAIN_SCORE, TEMPLATE
+from testkit.layout_template import LOW_SCORE_BOX, MAIN_SCORE, TEMPLATE
 
 # Label lists of the real models, in class-id order (PaddleX 3.7.2:
 # modules/base/utils/pdparams2safetensors/inference_meta.py for V2/V3 and plus-L,
@@ -212,5 +212,5 @@ def build_model_dir(out: Path, name: str = "PP-DocLayoutV3") -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
-        sys.exit(f"usage: python -m tests.support.tiny_doclayout OUT_DIR [{'|'.join(MODELS)}]")
+        sys.exit(f"usage: python -m testkit.tiny_doclayout OUT_DIR [{'|'.join(MODELS)}]")
     print(build_model_dir(Path(sys.argv[1]), *sys.argv[2:]))
