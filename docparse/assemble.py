@@ -12,6 +12,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from docparse.recognition.crops import crop_region, jpeg_base64
+from docparse.responses import (
+    LayoutDetResult,
+    MarkdownResult,
+    ModelSettings,
+    PageResult,
+    ParsingBlock,
+    PrunedResult,
+)
 from docparse.types import LayoutBox, RegionResult, Task
 
 _HEADING_PREFIX = {"doc_title": "# ", "paragraph_title": "## "}
@@ -139,33 +147,35 @@ class PageContext:
     page_index: int
     width: int
     height: int
-    model_settings: dict
+    model_settings: ModelSettings
     ignored_labels: frozenset[str]
     prettify: bool
     return_images: bool
     visualize: bool
 
 
-def build_page_result(page: np.ndarray, blocks: Sequence[Block], ctx: PageContext) -> dict:
+def parsing_block(block: Block, order: int | None) -> ParsingBlock:
+    return ParsingBlock(
+        block_label=block.box.label,
+        block_content=block.result.content,
+        block_bbox=[int(round(v)) for v in block.box.coordinate],
+        block_id=block.block_id,
+        block_order=order,
+        block_image=block.image_path,
+        error=block.result.error,
+    )
+
+
+def build_page_result(page: np.ndarray, blocks: Sequence[Block], ctx: PageContext) -> PageResult:
     """One ``layoutParsingResults[]`` item; ``blocks`` are in reading order."""
     parsing = []
     position = 0
     for block in blocks:
-        item = {
-            "block_label": block.box.label,
-            "block_content": block.result.content,
-            "block_bbox": [int(round(v)) for v in block.box.coordinate],
-            "block_id": block.block_id,
-            "block_order": None,
-        }
+        order = None
         if block.task is not Task.DROP and block.box.label not in ctx.ignored_labels:
             position += 1
-            item["block_order"] = position
-        if block.image_path:
-            item["block_image"] = block.image_path
-        if block.result.error:
-            item["error"] = block.result.error
-        parsing.append(item)
+            order = position
+        parsing.append(parsing_block(block, order))
 
     images = {}
     if ctx.return_images:
@@ -174,27 +184,44 @@ def build_page_result(page: np.ndarray, blocks: Sequence[Block], ctx: PageContex
             for block in blocks
             if block.image_path
         }
-    output_images = None
+    output_images = input_image = None
     if ctx.visualize:
         ordered_boxes = [b.box for b in blocks]
         picture = draw_layout(page, ordered_boxes, range(len(ordered_boxes)))
         output_images = {"layout_det_res": jpeg_base64(picture)}
+        input_image = jpeg_base64(page)
     by_id = sorted(blocks, key=lambda b: b.block_id)
-    return {
-        "prunedResult": {
-            "page_index": ctx.page_index,
-            "width": ctx.width,
-            "height": ctx.height,
-            "model_settings": ctx.model_settings,
-            "parsing_res_list": parsing,
-            "layout_det_res": {"boxes": [b.box.to_json() for b in by_id]},
-        },
-        "markdown": {
-            "text": page_markdown(blocks, ctx.ignored_labels, ctx.prettify),
-            "images": images,
-            "isStart": True,
-            "isEnd": True,
-        },
-        "outputImages": output_images,
-        "inputImage": None,
-    }
+    return PageResult(
+        prunedResult=PrunedResult(
+            page_index=ctx.page_index,
+            width=ctx.width,
+            height=ctx.height,
+            model_settings=ctx.model_settings,
+            parsing_res_list=parsing,
+            layout_det_res=LayoutDetResult(boxes=[b.box.to_det_box() for b in by_id]),
+        ),
+        markdown=MarkdownResult(
+            text=page_markdown(blocks, ctx.ignored_labels, ctx.prettify),
+            images=images,
+            isStart=True,
+            isEnd=True,
+        ),
+        outputImages=output_images,
+        inputImage=input_image,
+    )
+
+
+def failed_page_result(index: int, width: int, height: int, model_settings: ModelSettings, message: str) -> PageResult:
+    """A page that could not be parsed: kept in its place, with its error."""
+    return PageResult(
+        prunedResult=PrunedResult(
+            page_index=index,
+            width=width,
+            height=height,
+            model_settings=model_settings,
+            parsing_res_list=[],
+            layout_det_res=LayoutDetResult(boxes=[]),
+            error=message,
+        ),
+        markdown=MarkdownResult(text="", images={}, isStart=True, isEnd=True),
+    )

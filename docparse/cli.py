@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import httpx
 
-from docparse.protocol import collect_events
+from docparse.responses import collect_events, parse_event
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT = httpx.Timeout(connect=10.0, read=900.0, write=300.0, pool=10.0)
@@ -186,7 +186,8 @@ def parse_command(args: argparse.Namespace) -> int:
     if final is None:
         progress.abandon()
         raise CliError("the stream ended before its final event (the gateway stopped?)")
-    result = collect_events(final.get("logId", ""), [*pages, final])
+    events = [parse_event(event) for event in (*pages, final)]
+    result = collect_events(final.get("logId", ""), events).result.model_dump()
     progress.finish(len(result["layoutParsingResults"]))
     written = write_outputs(source, out, result)
     figures = len(written) - 2

@@ -1,11 +1,15 @@
-"""Python client for the Triton models (gRPC): streaming page by page, or unary.
+"""Python clients of the Triton models (gRPC): streaming page by page, or unary.
 
     from docparse.client import TritonLayoutClient, request_for
     client = TritonLayoutClient("127.0.0.1:8001")
     for event in client.stream(request_for("doc.pdf", pages="1-3")):
-        print(event["type"], event.get("pageIndex"))
+        print(event.type, getattr(event, "pageIndex", None))
+    print(client.parse(request_for("doc.pdf")).result.dataInfo.numPages)
 
-``tritonclient`` is imported lazily so that the core package stays importable without it.
+``AsyncTritonClient`` is the same stream on asyncio (grpc.aio): the gateway's client.
+Events are the typed models of ``docparse.responses``; errors are ``docparse.errors``,
+translated by its one table. ``tritonclient`` is imported lazily so that the core
+package stays importable without it.
 """
 
 from __future__ import annotations
@@ -15,30 +19,32 @@ import json
 import queue
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import numpy as np
 
-from docparse.errors import DeadlineExceededError, DocParseError, error_for_status, split_status
-from docparse.protocol import FINAL_EVENT, json_bytes
+from docparse import tracing
+from docparse.errors import (
+    BackendUnavailableError,
+    DeadlineExceededError,
+    DocParseError,
+    InternalError,
+    error_for_code,
+    error_for_status,
+)
+from docparse.protocol import json_bytes
+from docparse.responses import ErrorEnvelope, FinalEvent, LayoutParsingResponse, PageEvent, StreamEvent, parse_event
 
-# gRPC status names of Triton errors -> HTTP-like status, for errors without a status tag.
-_STATUS_BY_GRPC_CODE = {
-    "StatusCode.INVALID_ARGUMENT": 422,
-    "StatusCode.UNIMPLEMENTED": 413,
-    "StatusCode.UNAVAILABLE": 503,
-    "StatusCode.CANCELLED": 499,
-    "StatusCode.DEADLINE_EXCEEDED": 504,
-}
+STREAM_MODEL = "layout-parsing-stream"
+UNARY_MODEL = "layout-parsing"
+# Everything readiness checks: the models a request goes through.
+MODELS = (STREAM_MODEL, UNARY_MODEL, "pdf_render", "layout_detection")
 
 
 def error_from_triton(exc: Any) -> DocParseError:
     """Our error for a tritonclient exception: the status tag our models put at the start
-    of messages (streams carry no code), else the gRPC code, else 500."""
-    status, message = split_status(exc.message() or str(exc))
-    if status is None:
-        status = _STATUS_BY_GRPC_CODE.get(str(exc.status()), 500)
-    return error_for_status(status, message)
+    of messages (streams carry no code), else its gRPC code, through the error table."""
+    return error_for_code(str(exc.status()), exc.message() or str(exc))
 
 
 def request_for(document: str | Path | bytes, **options: Any) -> dict:
@@ -52,24 +58,25 @@ def input_tensor(request: dict, shape: list[int]) -> Any:
     import tritonclient.grpc as grpcclient
 
     tensor = grpcclient.InferInput("input", shape, "BYTES")
-    data = json_bytes(request)
-    tensor.set_data_from_numpy(np.array([data], dtype=np.object_).reshape(shape))
+    tensor.set_data_from_numpy(np.array([json_bytes(request)], dtype=np.object_).reshape(shape))
     return tensor
 
 
-def output_json(result: Any) -> Any:
+def output_bytes(result: Any) -> bytes | None:
     """The JSON document in a result's ``output`` tensor; ``None`` when it has none
     (the empty final response of a stream)."""
     output = result.as_numpy("output")
-    return None if output is None else json.loads(output.reshape(-1)[0])
+    return None if output is None else output.reshape(-1)[0]
 
 
 class TritonLayoutClient:
+    """Blocking client, for scripts."""
+
     def __init__(self, url: str = "127.0.0.1:8001", timeout: float = 600.0) -> None:
         self.url = url
         self.timeout = timeout
 
-    def stream(self, request: dict, model: str = "layout-parsing-stream") -> Iterator[dict]:
+    def stream(self, request: dict, model: str = STREAM_MODEL) -> Iterator[PageEvent | FinalEvent]:
         """Events of one document as Triton sends them: pages, then the final one."""
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
@@ -89,14 +96,12 @@ class TritonLayoutClient:
                 try:
                     result, error = results.get(timeout=self.timeout)
                 except queue.Empty:
-                    raise DeadlineExceededError(
-                        f"no response from Triton within {self.timeout:.0f} s"
-                    ) from None
+                    raise DeadlineExceededError(f"no response from Triton within {self.timeout:.0f} s") from None
                 if error is not None:
                     raise error_from_triton(error)
-                event = output_json(result)
-                if event is not None:
-                    yield event
+                raw = output_bytes(result)
+                if raw is not None:
+                    yield parse_event(raw)
                 final = result.get_response().parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
                     finished = True
@@ -110,23 +115,127 @@ class TritonLayoutClient:
             client.stop_stream(cancel_requests=not finished)
             client.close()
 
-    def parse(self, request: dict) -> dict:
+    def parse(self, request: dict) -> LayoutParsingResponse:
         """The whole result in one call, through the unary ``layout-parsing`` model
-        (PaddleX HPS protocol): the envelope with logId, errorCode, errorMsg, result."""
+        (PaddleX HPS protocol). An error envelope is raised as our error."""
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
         client = grpcclient.InferenceServerClient(self.url)
         try:
-            result = client.infer(
-                "layout-parsing", [input_tensor(request, [1, 1])], client_timeout=self.timeout
-            )
+            result = client.infer(UNARY_MODEL, [input_tensor(request, [1, 1])], client_timeout=self.timeout)
         except InferenceServerException as exc:
             raise error_from_triton(exc) from None
         finally:
             client.close()
-        return output_json(result)
+        return read_envelope(output_bytes(result))
 
 
-def is_final(event: dict) -> bool:
-    return event.get("type") == FINAL_EVENT
+def read_envelope(raw: bytes | None) -> LayoutParsingResponse:
+    """The unary model's answer; its error envelope as the error of that status."""
+    envelope = json.loads(raw or b"null")
+    if not isinstance(envelope, dict):
+        raise InternalError("the layout-parsing model answered no envelope")
+    if envelope.get("errorCode"):
+        error = ErrorEnvelope.model_validate(envelope)
+        raise error_for_status(error.errorCode, error.errorMsg)
+    return LayoutParsingResponse.model_validate(envelope)
+
+
+def channel_args(max_send_bytes: int) -> list[tuple[str, int]]:
+    """Message limits that fit the largest request (base64 in JSON grows a document by
+    4/3) and any result; keep-alive so idle connections survive proxies."""
+    send_limit = max_send_bytes * 4 // 3 + 16 * 1024 * 1024
+    return [
+        ("grpc.max_send_message_length", min(send_limit, 2**31 - 1)),
+        ("grpc.max_receive_message_length", -1),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Notice a restarted Triton within seconds, not gRPC's default of up to 2 minutes.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 3000),
+    ]
+
+
+class AsyncTritonClient:
+    """One grpc.aio connection; every document is one stream to ``layout-parsing-stream``.
+
+    Leaving ``events`` early (a deadline, a client gone) cancels the stream, and Triton
+    then cancels the work (the orchestrator watches for it)."""
+
+    def __init__(self, url: str, max_document_bytes: int = 100 * 1024 * 1024) -> None:
+        import tritonclient.grpc.aio as grpcaio
+
+        self.url = url
+        self.client = grpcaio.InferenceServerClient(url, channel_args=channel_args(max_document_bytes))
+
+    async def events(self, request: dict, log_id: str) -> AsyncIterator[StreamEvent]:
+        """The document's events (pages, then the final one); raises DocParseError."""
+        tensor = input_tensor(request, [1])
+        tracing.mark("gateway.to_triton", log_id)
+
+        async def one_request():
+            yield {"model_name": STREAM_MODEL, "inputs": [tensor], "request_id": log_id}
+
+        responses = self.client.stream_infer(one_request())
+        ended = False  # the server closed the stream itself
+        try:
+            final = None
+            async for result, error in responses:
+                if error is not None:
+                    raise error_from_triton(error)
+                raw = output_bytes(result)
+                if raw is None:
+                    continue
+                event = parse_event(raw)
+                tracing.mark(f"gateway.from_triton.{event.type}", log_id)
+                if isinstance(event, FinalEvent):
+                    final = event  # given out once the server has closed the stream
+                    continue
+                yield event
+            ended = True
+            if final is None:
+                raise InternalError("Triton closed the stream before the final response")
+        except DocParseError:
+            raise
+        except Exception as exc:  # gRPC and connection failures (CancelledError passes)
+            raise self._unavailable(exc) from None
+        finally:
+            # A finished stream is read to its end, never cancelled: cancelling a stream
+            # the server was closing left tritonserver 2.51 holding the request, so
+            # layout-parsing-stream could not unload and a stop waited the whole exit
+            # timeout. Leaving early (deadline, client gone) still cancels the work.
+            if not ended:
+                responses.cancel()
+        yield final
+
+    async def check_ready(self, timeout: float) -> None:
+        """Raise with the failing part named unless Triton and every model are ready."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            if not await self.client.is_server_ready(client_timeout=timeout):
+                raise BackendUnavailableError(f"Triton at {self.url} is not ready")
+            for model in MODELS:
+                if not await self.client.is_model_ready(model, client_timeout=timeout):
+                    raise BackendUnavailableError(f"Triton model '{model}' is not ready")
+        except InferenceServerException as exc:
+            raise BackendUnavailableError(f"Triton at {self.url} did not answer: {exc.message()}") from None
+
+    def _unavailable(self, exc: BaseException) -> DocParseError:
+        """A failure of the connection itself names Triton; others go through the table."""
+        details = exc.details() if hasattr(exc, "details") else None  # grpc.aio.AioRpcError
+        code = exc.code().name if hasattr(exc, "code") else "UNAVAILABLE"
+        if hasattr(exc, "status") and hasattr(exc, "message"):  # InferenceServerException
+            details, code = exc.message(), str(exc.status())
+        error = error_for_code(code, details or str(exc))
+        if isinstance(error, BackendUnavailableError):
+            return BackendUnavailableError(
+                f"the inference server (Triton at {self.url}) is unavailable: {details or exc}"
+            )
+        return error
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -18,11 +18,10 @@ from PIL import Image
 
 from docparse.errors import InvalidDocumentError, InvalidRequestError, LimitExceededError
 from docparse.render import ImageFile, PdfFile
-from docparse.settings import Settings
+from docparse.settings import MIN_DPI, Settings
 
 PDF = "pdf"
 IMAGE = "image"
-MIN_DPI = 36
 
 # Sniffed format → how messages name it.
 FORMAT_NAMES = {
@@ -194,10 +193,10 @@ class Document(ABC):
     def render(self, indices: list[int], dpi: int) -> Iterator[RenderedPage]:
         """The pages at ``indices`` (0-based), one at a time as the iterator advances.
         ``dpi`` and the indices are checked now, before any page is rendered."""
-        if not MIN_DPI <= dpi <= self._settings.max_render_dpi:
+        if not MIN_DPI <= dpi <= self._settings.documents.max_render_dpi:
             raise InvalidRequestError(
                 f"dpi {dpi} is out of range: it must be between {MIN_DPI} and "
-                f"{self._settings.max_render_dpi} (HPS_MAX_RENDER_DPI)"
+                f"{self._settings.documents.max_render_dpi} (HPS_MAX_RENDER_DPI)"
             )
         for index in indices:
             if not 0 <= index < self.page_count:
@@ -229,7 +228,7 @@ class _PdfDocument(Document):
             raise InvalidDocumentError("the PDF has no pages")
 
     def _render_page(self, index: int, dpi: int) -> RenderedPage:
-        image, scale = self._file.render(index, dpi, self._settings.max_page_pixels)
+        image, scale = self._file.render(index, dpi, self._settings.documents.max_page_pixels)
         return _page(index, image, scale)
 
     def close(self) -> None:
@@ -256,19 +255,19 @@ class _ImageDocument(Document):
 
     def _render_page(self, index: int, dpi: int) -> RenderedPage:
         self._check_size(index)
-        image, scale = self._file.render(index, self._settings.max_page_pixels)
+        image, scale = self._file.render(index, self._settings.documents.max_page_pixels)
         return _page(index, image, scale)
 
     def _check_size(self, index: int) -> None:
         """Refuse a frame by the size it declares, before decoding it."""
         width, height = self._file.frame_size(index)
-        if width * height > self._settings.max_image_pixels:
+        if width * height > self._settings.documents.max_image_pixels:
             raise self._too_large(f"{width}x{height} pixels")
 
     def _too_large(self, size: str = "more pixels than allowed") -> LimitExceededError:
         return LimitExceededError(
             f"the image is too large: it declares {size}, the limit is "
-            f"{self._settings.max_image_pixels:,} pixels (HPS_MAX_IMAGE_PIXELS)"
+            f"{self._settings.documents.max_image_pixels:,} pixels (HPS_MAX_IMAGE_PIXELS)"
         )
 
     def close(self) -> None:

@@ -1,78 +1,197 @@
-"""One exception hierarchy for everything the core can refuse or fail at.
+"""The one error table, and the exceptions that carry its rows.
 
-Each error carries the HTTP status a gateway should answer with, so that adapters
-(Triton models, gateway routes) map errors in one place instead of guessing.
+Every error the system can answer with is a row of ``ErrorKind``: the HTTP status the
+gateway answers (also PaddleX's ``errorCode``), the Triton error code our models answer
+with, whether retrying later can help (then the answer carries ``Retry-After``), and what
+the API documentation says about it. The Triton models, the Python client and the gateway
+all translate through this table; nothing else maps errors to codes.
+
 Messages are written for the person who sent the request: they name the problem.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import re
 
 
+class ErrorKind(enum.Enum):
+    """What went wrong → HTTP status → Triton error code (``pb_utils.TritonError``)."""
+
+    #                   HTTP  Triton code     retry  what the API documentation says
+    MALFORMED_BODY = (400, "INVALID_ARG", False, "The body is not JSON or not a readable multipart form.")
+    INVALID_REQUEST = (422, "INVALID_ARG", False, "A field is wrong, or the file is not a readable PDF or image.")
+    LIMIT_EXCEEDED = (413, "UNSUPPORTED", False, "The body, the document or its page count is over a limit.")
+    CLIENT_GONE = (499, "CANCELLED", False, "The client went away; the work was cancelled.")
+    INTERNAL = (500, "INTERNAL", False, "An internal error; the message and the server log say which.")
+    RECOGNITION_FAILED = (502, "UNAVAILABLE", False, "The recognition model (VLM) failed after its retries.")
+    BACKEND_UNAVAILABLE = (503, "UNAVAILABLE", False, "A backend (Triton) cannot be reached; /health/ready names it.")
+    OVERLOADED = (503, "UNAVAILABLE", True, "The server is busy; Retry-After says in how many seconds to retry.")
+    DEADLINE_EXCEEDED = (504, "UNAVAILABLE", False, "HPS_INFERENCE_TIMEOUT passed; the work was cancelled.")
+
+    def __init__(self, status: int, triton_code: str, retry: bool, meaning: str) -> None:
+        self.status = status
+        self.triton_code = triton_code
+        self.retry = retry
+        self.meaning = meaning
+
+
+#: The kind an error becomes when all that crossed a hop is a Triton or gRPC code (an
+#: error raised by Triton itself, not by our models, carries no status tag).
+_KIND_FOR_CODE = {
+    "INVALID_ARG": ErrorKind.INVALID_REQUEST,
+    "UNSUPPORTED": ErrorKind.LIMIT_EXCEEDED,
+    "CANCELLED": ErrorKind.CLIENT_GONE,
+    "UNAVAILABLE": ErrorKind.BACKEND_UNAVAILABLE,
+    "INTERNAL": ErrorKind.INTERNAL,
+}
+#: gRPC status names (what tritonclient reports) of the Triton codes above; Triton maps
+#: its codes to these, and a client's own deadline is gRPC's DEADLINE_EXCEEDED.
+_TRITON_CODE_FOR_GRPC = {
+    "INVALID_ARGUMENT": "INVALID_ARG",
+    "UNIMPLEMENTED": "UNSUPPORTED",
+    "CANCELLED": "CANCELLED",
+    "UNAVAILABLE": "UNAVAILABLE",
+    "INTERNAL": "INTERNAL",
+}
+
+
 class DocParseError(Exception):
-    """Base class. ``status`` is the HTTP status that fits the error."""
+    """Base class: an error with its row of the table. ``status`` may differ from the
+    kind's only for an error that crossed a hop with a status we have no row for."""
 
-    status: int = 500
+    kind: ErrorKind = ErrorKind.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.status = self.kind.status
+        #: Seconds after which a retry can succeed; only for kinds where retrying helps.
+        self.retry_after = retry_after if self.kind.retry else None
+
+
+class MalformedBodyError(DocParseError):
+    """The body cannot be read at all (not JSON, bad multipart)."""
+
+    kind = ErrorKind.MALFORMED_BODY
 
 
 class InvalidRequestError(DocParseError):
-    """The request itself is malformed: bad JSON, a wrong field, a bad page range."""
+    """The request itself is wrong: a bad field, a bad page range."""
 
-    status = 422
+    kind = ErrorKind.INVALID_REQUEST
 
 
-class InvalidDocumentError(DocParseError):
+class InvalidDocumentError(InvalidRequestError):
     """The file is not a document we can read: unknown type, corrupt, encrypted."""
-
-    status = 422
 
 
 class LimitExceededError(DocParseError):
     """The document is readable but over a configured limit (pages, pixels, bytes)."""
 
-    status = 413
+    kind = ErrorKind.LIMIT_EXCEEDED
 
 
-class ModelSetupError(DocParseError):
+class ClientGoneError(DocParseError):
+    """The client disconnected or cancelled; its work was cancelled (nginx's 499)."""
+
+    kind = ErrorKind.CLIENT_GONE
+
+
+class InternalError(DocParseError):
+    """Something failed that is not the request's fault."""
+
+
+class ModelSetupError(InternalError):
     """A model could not be loaded: missing files, wrong name. Raised at start-up."""
-
-    status = 500
 
 
 class RecognitionError(DocParseError):
     """The recognition backend failed for a region after all retries."""
 
-    status = 502
+    kind = ErrorKind.RECOGNITION_FAILED
+
+
+class BackendUnavailableError(DocParseError):
+    """A service we depend on (Triton) cannot be reached."""
+
+    kind = ErrorKind.BACKEND_UNAVAILABLE
 
 
 class OverloadedError(DocParseError):
-    """No capacity for the request right now; the caller should retry later."""
+    """No capacity for the request right now; ``retry_after`` says when to try again."""
 
-    status = 503
+    kind = ErrorKind.OVERLOADED
 
 
 class DeadlineExceededError(DocParseError):
     """The request did not finish within its deadline; its work was cancelled."""
 
-    status = 504
+    kind = ErrorKind.DEADLINE_EXCEEDED
 
 
-_ERROR_CLASSES: dict[int, type[DocParseError]] = {
-    cls.status: cls
-    for cls in (InvalidRequestError, LimitExceededError, RecognitionError, OverloadedError, DeadlineExceededError)
+_CLASS_FOR_KIND: dict[ErrorKind, type[DocParseError]] = {
+    ErrorKind.MALFORMED_BODY: MalformedBodyError,
+    ErrorKind.INVALID_REQUEST: InvalidRequestError,
+    ErrorKind.LIMIT_EXCEEDED: LimitExceededError,
+    ErrorKind.CLIENT_GONE: ClientGoneError,
+    ErrorKind.INTERNAL: InternalError,
+    ErrorKind.RECOGNITION_FAILED: RecognitionError,
+    ErrorKind.BACKEND_UNAVAILABLE: BackendUnavailableError,
+    ErrorKind.OVERLOADED: OverloadedError,
+    ErrorKind.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
+# The kind a bare status becomes: the first row with that status (BACKEND_UNAVAILABLE
+# before OVERLOADED: a 503 that crossed a hop has lost its Retry-After).
+_KIND_FOR_STATUS: dict[int, ErrorKind] = {}
+for _kind in ErrorKind:
+    _KIND_FOR_STATUS.setdefault(_kind.status, _kind)
+
+
+def describe(exc: BaseException) -> str:
+    """The one way an exception becomes a message: ours say what is wrong; anything
+    else is named by its type, since its text alone is often empty or cryptic."""
+    if isinstance(exc, DocParseError):
+        return exc.message
+    if isinstance(exc, asyncio.CancelledError):
+        return "the request was cancelled"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def as_error(exc: BaseException) -> DocParseError:
+    """``exc`` as one of ours: cancellation is CLIENT_GONE, anything unknown INTERNAL."""
+    if isinstance(exc, DocParseError):
+        return exc
+    if isinstance(exc, asyncio.CancelledError):
+        return ClientGoneError(describe(exc))
+    return InternalError(f"internal error: {describe(exc)}")
 
 
 def error_for_status(status: int, message: str) -> DocParseError:
-    """The error class that fits an HTTP-like status, for errors crossing a process hop."""
-    error = _ERROR_CLASSES.get(status, DocParseError)(message)
-    error.status = status
-    return error
+    """The error of the table's row for ``status``, for an error crossing a process hop
+    (a status with no row keeps its number on a plain ``DocParseError``)."""
+    kind = _KIND_FOR_STATUS.get(status)
+    if kind is None:
+        error = DocParseError(message)
+        error.status = status
+        return error
+    return _CLASS_FOR_KIND[kind](message)
+
+
+def error_for_code(code_name: str, message: str) -> DocParseError:
+    """Our error for an error that crossed a hop: the status tag at the start of its
+    message when our model put one there, else its Triton code (``INVALID_ARG``) or gRPC
+    status name (``INVALID_ARGUMENT``, ``StatusCode.INVALID_ARGUMENT``)."""
+    status, text = split_status(message)
+    if status is not None:
+        return error_for_status(status, text)
+    name = code_name.rsplit(".", 1)[-1]
+    if name == "DEADLINE_EXCEEDED":
+        return DeadlineExceededError(text)
+    kind = _KIND_FOR_CODE.get(_TRITON_CODE_FOR_GRPC.get(name, name), ErrorKind.INTERNAL)
+    return _CLASS_FOR_KIND[kind](text)
 
 
 # Triton's streaming gRPC API carries only an error's message, not its code, so our

@@ -21,10 +21,18 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol
 import numpy as np
 
 from docparse import tracing
-from docparse.assemble import Block, PageContext, build_page_result, image_path_for, reading_order
-from docparse.errors import DocParseError
-from docparse.protocol import LayoutOptions, LayoutParsingRequest, final_event, page_event
+from docparse.assemble import (
+    Block,
+    PageContext,
+    build_page_result,
+    failed_page_result,
+    image_path_for,
+    reading_order,
+)
+from docparse.errors import describe
+from docparse.protocol import LayoutOptions, LayoutParsingRequest
 from docparse.recognition.base import Recognizer
+from docparse.responses import DataInfo, FinalEvent, ModelSettings, PageEvent, PageResult, PageSize, Timings
 from docparse.types import LayoutBox, RegionJob, Task
 
 log = logging.getLogger("docparse.pipeline")
@@ -56,35 +64,11 @@ PageStream = AsyncIterator[tuple[DocumentInfo, Page]]
 # Layout detection of one page; gets the request's layout options (``layout_params()``
 # for a local detector, ``layout_options()`` as JSON for a remote one).
 DetectFn = Callable[[np.ndarray, LayoutOptions], Awaitable[list[LayoutBox]]]
-EmitFn = Callable[[dict], Awaitable[None]]
+EmitFn = Callable[[PageEvent | FinalEvent], Awaitable[None]]
 
 
 class TaskTable(Protocol):
     def task_for(self, label: str) -> Task: ...
-
-
-@dataclass
-class Timings:
-    """Seconds spent per stage, summed over pages (stages of different pages overlap).
-
-    The wall-clock stages (render, layout, recognition, assemble, total) include waiting.
-    ``crop_cpu`` and ``assemble_cpu`` are the CPU seconds of this process's own work on
-    the document (cropping, resizing and JPEG-encoding regions for the VLM; building the
-    page results), measured with ``time.thread_time()`` in the thread that does it: the
-    orchestrator works on many documents at once, so process CPU time would mix them.
-    Rendering and layout run in other processes (their CPU is not counted here).
-    """
-
-    render: float = 0.0
-    layout: float = 0.0
-    recognition: float = 0.0
-    assemble: float = 0.0
-    total: float = 0.0
-    crop_cpu: float = 0.0
-    assemble_cpu: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 6) for k, v in self.__dict__.items()}  # microseconds: CPU times are small
 
 
 @dataclass
@@ -109,7 +93,7 @@ class DocumentPipeline:
         emit: EmitFn,
         log_id: str,
         is_cancelled: Callable[[], bool] = lambda: False,
-    ) -> dict:
+    ) -> FinalEvent:
         """Parse every page of ``pages``, emitting page events in document order, then
         the final event. Returns the final event. Raises the document-level error (a
         page that cannot be rendered) after emitting the pages finished before it."""
@@ -118,7 +102,7 @@ class DocumentPipeline:
         slots = asyncio.Semaphore(self.max_pages_in_flight)
         queue: asyncio.Queue[asyncio.Task | None] = asyncio.Queue()
         info_holder: list[DocumentInfo] = []
-        sizes: list[dict] = []
+        sizes: list[PageSize] = []
         budget_held = 0  # pages of this document counted in the process-wide budget
 
         async def produce() -> None:
@@ -131,7 +115,7 @@ class DocumentPipeline:
                     tracing.mark("page.rendered", log_id)
                     if not info_holder:
                         info_holder.append(info)
-                    sizes.append({"width": page.width, "height": page.height})
+                    sizes.append(PageSize(width=page.width, height=page.height))
                     await slots.acquire()
                     await self._page_budget.acquire()
                     budget_held += 1
@@ -151,7 +135,8 @@ class DocumentPipeline:
                 budget_held -= 1
                 if is_cancelled():
                     raise asyncio.CancelledError("the request was cancelled")
-                await emit(page_event(log_id, page_index, result))
+                total = info_holder[0].selected
+                await emit(PageEvent(logId=log_id, pageIndex=page_index, totalPages=total, result=result))
             await producer  # re-raises a rendering error after the pages before it
         finally:
             producer.cancel()
@@ -163,14 +148,14 @@ class DocumentPipeline:
                 self._page_budget.release()
         timings.total = time.perf_counter() - started
         info = info_holder[0] if info_holder else DocumentInfo("unknown", 0, 0)
-        data_info = {"type": info.kind, "numPages": info.page_count, "pages": sizes}
-        final = final_event(log_id, data_info, timings.as_dict())
+        data_info = DataInfo(type=info.kind, numPages=info.page_count, pages=sizes)
+        final = FinalEvent(logId=log_id, dataInfo=data_info, timings=timings.rounded())
         await emit(final)
         return final
 
     async def _page(
         self, request: LayoutParsingRequest, page: Page, log_id: str, timings: Timings
-    ) -> tuple[int, dict]:
+    ) -> tuple[int, PageResult]:
         """One page's result. A failure here becomes an error on that page, never a
         lost page or a failed document."""
         try:
@@ -178,13 +163,22 @@ class DocumentPipeline:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the page is kept with its error
-            message = exc.message if isinstance(exc, DocParseError) else f"{type(exc).__name__}: {exc}"
+            message = describe(exc)
             log.error("logId=%s page=%d failed: %s", log_id, page.index + 1, message)
-            return page.index, failed_page_result(page, message)
+            settings = self.model_settings(request)
+            return page.index, failed_page_result(page.index, page.width, page.height, settings, message)
+
+    def model_settings(self, request: LayoutParsingRequest) -> ModelSettings:
+        """What the page result says about how it was made."""
+        return ModelSettings(
+            use_layout_detection=request.useLayoutDetection is not False,
+            layout_model=self.layout_model,
+            recognizer=self.recognizer.name,
+        )
 
     async def _parse_page(
         self, request: LayoutParsingRequest, page: Page, log_id: str, timings: Timings
-    ) -> dict:
+    ) -> PageResult:
         t0 = time.perf_counter()
         if request.useLayoutDetection is False:
             label = WHOLE_PAGE_LABELS[request.promptLabel]
@@ -212,11 +206,7 @@ class DocumentPipeline:
             page_index=page.index,
             width=page.width,
             height=page.height,
-            model_settings={
-                "use_layout_detection": request.useLayoutDetection is not False,
-                "layout_model": self.layout_model,
-                "recognizer": self.recognizer.name,
-            },
+            model_settings=self.model_settings(request),
             ignored_labels=request.ignored_labels(),
             prettify=request.prettifyMarkdown,
             return_images=request.returnMarkdownImages,
@@ -238,27 +228,12 @@ class DocumentPipeline:
         return result
 
 
-def build_page_result_cpu(image: np.ndarray, blocks: list[Block], context: PageContext) -> tuple[dict, float]:
-    """``build_page_result`` and the CPU seconds this thread spent in it (see ``Timings``)."""
+def build_page_result_cpu(
+    image: np.ndarray, blocks: list[Block], context: PageContext
+) -> tuple[PageResult, float]:
+    """``build_page_result`` and the CPU seconds this thread spent in it: ``thread_time``,
+    because the orchestrator works on many documents at once and its process CPU time
+    would mix them."""
     cpu_started = time.thread_time()
     result = build_page_result(image, blocks, context)
     return result, time.thread_time() - cpu_started
-
-
-def failed_page_result(page: Page, message: str) -> dict:
-    """A page that could not be parsed: kept in place, with its error."""
-    return {
-        "prunedResult": {
-            "page_index": page.index,
-            "width": page.width,
-            "height": page.height,
-            "model_settings": {},
-            "parsing_res_list": [],
-            "layout_det_res": {"boxes": []},
-            "error": message,
-        },
-        "markdown": {"text": "", "images": {}, "isStart": True, "isEnd": True},
-        "outputImages": None,
-        "inputImage": None,
-    }
-

@@ -15,12 +15,16 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 import pybase64
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from docparse.errors import DocParseError, InvalidRequestError
+from docparse.settings import MIN_DPI
 from docparse.types import LayoutParams, RecognitionParams
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_LOG_ID = 128  # characters of a logId
 
 # PaddleOCR-VL's defaults for which labels stay out of the Markdown.
 DEFAULT_MARKDOWN_IGNORE_LABELS = (
@@ -82,7 +86,7 @@ class LayoutParsingRequest(LayoutOptions):
         examples=["1-3,7"],
     )
     dpi: int | None = Field(
-        None, ge=36, description="Rendering resolution for PDF pages (default 144)."
+        None, ge=MIN_DPI, description="Rendering resolution for PDF pages (default HPS_RENDER_DPI)."
     )
     useLayoutDetection: bool | None = Field(
         None,
@@ -113,7 +117,7 @@ class LayoutParsingRequest(LayoutOptions):
         None, description="Return the page with its layout boxes drawn in outputImages."
     )
     logId: str | None = Field(
-        None, max_length=128, description="Request id echoed in the response and logs."
+        None, max_length=MAX_LOG_ID, description="Request id echoed in the response and logs."
     )
 
     # Accepted for compatibility with PaddleOCR-VL clients; they do not change the result.
@@ -178,7 +182,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 def json_object(
-    raw: bytes | str | dict, error: type[InvalidRequestError] = InvalidRequestError
+    raw: bytes | str | dict, error: type[DocParseError] = InvalidRequestError
 ) -> dict:
     """A JSON object from text (or a dict as is); ``error`` says what is wrong otherwise."""
     if isinstance(raw, (bytes, str)):
@@ -192,14 +196,22 @@ def json_object(
 
 
 def json_bytes(value: Any) -> bytes:
-    """``value`` as UTF-8 JSON. orjson, because requests carry whole pages as base64 and
-    the standard library's encoder takes about 1 ms for each (orjson 0.02 ms); the
-    standard library for what orjson refuses: integers beyond 64 bits and lone
-    surrogates, which a request may carry in fields passed on as they are (escaped to
-    ASCII, so that any string survives the round trip)."""
+    """``value`` as UTF-8 JSON, the one encoder of every hop (Triton tensors, VLM calls,
+    SSE). Response models serialise themselves (also inside lists). Anything else goes
+    through orjson, because requests carry whole pages as base64 and the standard
+    library's encoder takes about 1 ms for each (orjson 0.02 ms); the standard library
+    takes what both refuse: integers beyond 64 bits and lone surrogates, which a request
+    may carry in fields passed on as they are (escaped to ASCII, so that any string
+    survives the round trip)."""
+    if isinstance(value, BaseModel):
+        return value.__pydantic_serializer__.to_json(value)
     try:
         return orjson.dumps(value)
     except TypeError:
+        pass
+    try:
+        return pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError:
         return json.dumps(value).encode("ascii")
 
 
@@ -216,42 +228,9 @@ def new_log_id() -> str:
     return uuid.uuid4().hex
 
 
-def success_envelope(log_id: str, result: dict) -> dict:
-    return {"logId": log_id, "errorCode": 0, "errorMsg": "Success", "result": result}
-
-
-def error_envelope(log_id: str, status: int, message: str) -> dict:
-    """PaddleX convention: ``errorCode`` is the HTTP status of the error."""
-    return {"logId": log_id, "errorCode": status, "errorMsg": message}
-
-
-def error_status(exc: BaseException) -> int:
-    return exc.status if isinstance(exc, DocParseError) else 500
-
-
-# --- the streaming protocol of layout-parsing-stream ----------------------------------
-# Each streamed response is one JSON object:
-#   {"type": "page", "logId", "pageIndex", "result": <layoutParsingResults item>}
-#   {"type": "final", "logId", "dataInfo", "timings"}     (always last on success)
-PAGE_EVENT = "page"
-FINAL_EVENT = "final"
-
-
-def page_event(log_id: str, page_index: int, result: dict) -> dict:
-    return {"type": PAGE_EVENT, "logId": log_id, "pageIndex": page_index, "result": result}
-
-
-def final_event(log_id: str, data_info: dict, timings: dict) -> dict:
-    return {"type": FINAL_EVENT, "logId": log_id, "dataInfo": data_info, "timings": timings}
-
-
-def collect_events(log_id: str, events: list[dict]) -> dict:
-    """Turn a finished stream into the unary ``result`` (pages in document order)."""
-    pages = sorted((e for e in events if e["type"] == PAGE_EVENT), key=lambda e: e["pageIndex"])
-    final = next((e for e in events if e["type"] == FINAL_EVENT), None)
-    if final is None:
-        raise DocParseError("the stream ended without its final response")
-    return {
-        "layoutParsingResults": [e["result"] for e in pages],
-        "dataInfo": final["dataInfo"],
-    }
+def log_id_for(request: dict) -> str:
+    """The request's logId: the caller's (cut to the 128 characters the field allows)
+    when it sent one, else a new one. Every entry point (the gateway, the Triton models)
+    picks it this one way, so a request keeps its id on every hop."""
+    given = request.get("logId")
+    return given[:MAX_LOG_ID] if isinstance(given, str) and given else new_log_id()

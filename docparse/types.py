@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from docparse.responses import LayoutDetBox
+
 
 class Task(str, enum.Enum):
     """What the recogniser does with a region."""
@@ -27,30 +29,29 @@ class LayoutBox:
     order: int | None = None  # reading order, when the detector predicts one
     polygon: tuple[tuple[float, float], ...] | None = None
 
-    def to_json(self) -> dict:
-        """The PaddleX ``layout_det_res.boxes[]`` item."""
-        item = {
-            "cls_id": self.cls_id,
-            "label": self.label,
-            "score": round(float(self.score), 6),
-            "coordinate": [round(float(v), 2) for v in self.coordinate],
-        }
-        if self.order is not None:
-            item["order"] = self.order
-        if self.polygon is not None:
-            item["polygon_points"] = [[round(x, 2), round(y, 2)] for x, y in self.polygon]
-        return item
+    def to_det_box(self) -> LayoutDetBox:
+        """The PaddleX ``layout_det_res.boxes[]`` item (also what layout_detection sends)."""
+        return LayoutDetBox(
+            cls_id=self.cls_id,
+            label=self.label,
+            score=round(float(self.score), 6),
+            coordinate=[round(float(v), 2) for v in self.coordinate],
+            order=self.order,
+            polygon_points=(
+                [[round(x, 2), round(y, 2)] for x, y in self.polygon] if self.polygon is not None else None
+            ),
+        )
 
     @classmethod
-    def from_json(cls, item: dict) -> "LayoutBox":
-        polygon = item.get("polygon_points")
+    def from_det_box(cls, item: LayoutDetBox) -> "LayoutBox":
+        polygon = item.polygon_points
         return cls(
-            label=str(item["label"]),
-            score=float(item["score"]),
-            coordinate=tuple(float(v) for v in item["coordinate"]),  # type: ignore[arg-type]
-            cls_id=int(item.get("cls_id", -1)),
-            order=item.get("order"),
-            polygon=tuple((float(x), float(y)) for x, y in polygon) if polygon else None,
+            label=item.label,
+            score=item.score,
+            coordinate=tuple(item.coordinate),  # type: ignore[arg-type]
+            cls_id=item.cls_id,
+            order=item.order,
+            polygon=tuple((x, y) for x, y in polygon) if polygon else None,
         )
 
 

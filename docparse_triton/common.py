@@ -6,67 +6,31 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import sys
 import threading
-from typing import Any, AsyncIterator, Coroutine, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, TypeVar
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from docparse.errors import (
-    DocParseError,
-    InvalidRequestError,
-    error_for_status,
-    split_status,
-    tag_status,
-)
+from docparse.errors import DocParseError, InvalidRequestError, as_error, describe, error_for_code, tag_status
 from docparse.protocol import json_bytes
 
-# HTTP-like status of our errors <-> Triton error code names (unary gRPC keeps the code).
-# The status also leads the message ("[422] ..."): streamed errors keep only the message.
-# Names, not values: the stub adds TritonError to pb_utils only after models are imported.
-_CODE_NAME_FOR_STATUS = {
-    422: "INVALID_ARG",
-    413: "UNSUPPORTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    499: "CANCELLED",
-}
-_STATUS_FOR_CODE_NAME = {"INVALID_ARG": 422, "UNSUPPORTED": 413, "UNAVAILABLE": 502, "CANCELLED": 499}
-
-
-def _status_for_code(code: int) -> int:
-    for name, status in _STATUS_FOR_CODE_NAME.items():
-        if code == getattr(pb_utils.TritonError, name):
-            return status
-    return 500
-
-
 T = TypeVar("T")
+log = logging.getLogger("docparse.triton")
+CLEANUP_SECONDS = 5.0  # for closing pools and stopping the loop when a model unloads
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-
-
-def configure_logging(level: str) -> None:
-    """Log lines go to stderr, which tritonserver copies into its own log."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+# Triton error codes by name; looked up when used, because the stub adds TritonError to
+# pb_utils only after the models are imported.
+_CODE_NAMES = ("INVALID_ARG", "UNSUPPORTED", "UNAVAILABLE", "CANCELLED", "INTERNAL", "NOT_FOUND", "UNKNOWN")
 
 
 def triton_error(exc: BaseException) -> "pb_utils.TritonError":
-    """A TritonError with a message a user understands; unknown errors say what they are."""
-    if isinstance(exc, DocParseError):
-        status, message = exc.status, exc.message
-    elif isinstance(exc, asyncio.CancelledError):
-        status, message = 499, "the request was cancelled"
-    else:
-        status, message = 500, f"internal error: {type(exc).__name__}: {exc}"
-    code = getattr(pb_utils.TritonError, _CODE_NAME_FOR_STATUS.get(status, "INTERNAL"))
-    return pb_utils.TritonError(tag_status(status, message), code)
+    """The error table's Triton code for ``exc``, with its HTTP status leading the
+    message (``[422] …``): streamed errors keep only the message."""
+    error = as_error(exc)
+    code = getattr(pb_utils.TritonError, error.kind.triton_code)
+    return pb_utils.TritonError(tag_status(error.status, error.message), code)
 
 
 def error_response(exc: BaseException) -> "pb_utils.InferenceResponse":
@@ -75,8 +39,9 @@ def error_response(exc: BaseException) -> "pb_utils.InferenceResponse":
 
 def docparse_error(error: "pb_utils.TritonError") -> DocParseError:
     """The core error matching a Triton error received from a BLS call."""
-    status, message = split_status(error.message())
-    return error_for_status(status or _status_for_code(error.code()), message)
+    code = error.code()
+    name = next((n for n in _CODE_NAMES if getattr(pb_utils.TritonError, n, None) == code), "UNKNOWN")
+    return error_for_code(name, error.message())
 
 
 def input_json(request: Any, name: str, required: bool = True) -> Any:
@@ -97,16 +62,22 @@ def input_json(request: Any, name: str, required: bool = True) -> Any:
 
 
 def json_tensor(name: str, value: Any, shape: tuple[int, ...] = (1,)) -> "pb_utils.Tensor":
-    data = json_bytes(value)
-    return pb_utils.Tensor(name, np.array([data], dtype=np.object_).reshape(shape))
+    """A BYTES tensor holding ``value`` as JSON (a response model serialises itself)."""
+    return pb_utils.Tensor(name, np.array([json_bytes(value)], dtype=np.object_).reshape(shape))
 
 
-def json_output(response: "pb_utils.InferenceResponse", name: str) -> Any:
+def output_bytes(response: "pb_utils.InferenceResponse", name: str) -> bytes | None:
+    """The JSON document in a BYTES output, undecoded (a model's parser reads it)."""
     tensor = pb_utils.get_output_tensor_by_name(response, name)
     if tensor is None:
         return None
     raw = tensor.as_numpy().reshape(-1)[0]
-    return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    return raw if isinstance(raw, bytes) else str(raw).encode()
+
+
+def json_output(response: "pb_utils.InferenceResponse", name: str) -> Any:
+    raw = output_bytes(response, name)
+    return None if raw is None else json.loads(raw)
 
 
 _END = object()
@@ -170,9 +141,10 @@ async def cancel_when_abandoned(request: Any, work: Coroutine[Any, Any, T], poll
 
 
 class BackgroundLoop:
-    """An event loop in a thread, for a non-decoupled model that answers through the
-    response sender: ``execute`` hands requests over and returns at once, so one model
-    instance serves many requests concurrently instead of one at a time."""
+    """An event loop in a thread that the model owns, for a model that answers through
+    the response sender: ``execute`` hands requests over and returns at once, so one
+    model instance serves many requests concurrently; and, unlike the stub's own loop,
+    it still runs while ``finalize`` closes what was opened on it (connection pools)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -192,9 +164,20 @@ class BackgroundLoop:
             self._in_flight -= 1
             self._idle.notify_all()
 
-    def close(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for work in flight, then stop the loop."""
+    def close(self, timeout: float, cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Wait up to ``timeout`` seconds for work in flight, run ``cleanup`` on the loop
+        (bounded too), then stop the loop."""
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+        if cleanup is not None:
+            done = asyncio.run_coroutine_threadsafe(_call(cleanup), self.loop)
+            try:
+                done.result(timeout=CLEANUP_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - unloading goes on; the log says why
+                log.warning("cleanup on unload failed: %s", describe(exc))
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=CLEANUP_SECONDS)
+
+
+async def _call(cleanup: Callable[[], Awaitable[None]]) -> None:
+    await cleanup()

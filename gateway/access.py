@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docparse.errors import OverloadedError
-from docparse.protocol import error_envelope, new_log_id
-from docparse.settings import Settings
+from docparse.protocol import new_log_id
+from docparse.settings import GatewaySettings
 from gateway import metrics
+from gateway.errors import error_answer
 
 access_log = logging.getLogger("docparse.gateway.access")
 
@@ -23,22 +22,11 @@ QUIET_ROUTES = ("/health", "/health/ready", "/metrics")
 KNOWN_ROUTES = PARSING_ROUTES + QUIET_ROUTES + ("/docs", "/redoc", "/openapi.json")
 
 
-def configure_logging(level: str) -> None:
-    """Our loggers write to stderr (gunicorn's error log) at HPS_LOG_LEVEL."""
-    logger = logging.getLogger("docparse")
-    logger.setLevel(level)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-
-
 class AccessLogMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware): streaming responses and cancellation pass
     through untouched."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: GatewaySettings) -> None:
         self.app = app
         self.settings = settings
 
@@ -73,18 +61,14 @@ class AccessLogMiddleware:
     async def _with_other_slot(self, scope: Scope, receive: Receive, send: Send) -> None:
         slots = scope["app"].state.gateway.other_slots
         try:
-            await slots.acquire()
+            taken = await slots.acquire()
         except OverloadedError as exc:
-            envelope = error_envelope(new_log_id(), exc.status, exc.message)
-            response = JSONResponse(
-                envelope, status_code=exc.status, headers={"Retry-After": str(slots.retry_after)}
-            )
-            await response(scope, receive, send)
+            await error_answer(new_log_id(), exc)(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)
         finally:
-            slots.release()
+            slots.release(taken)
 
     @staticmethod
     def _log(scope: Scope, route: str, status: int, seconds: float) -> None:

@@ -8,16 +8,9 @@ from typing import Awaitable, TypeVar
 
 from starlette.requests import Request
 
-from docparse.errors import DocParseError
+from docparse.errors import ClientGoneError
 
 T = TypeVar("T")
-
-
-class ClientGoneError(DocParseError):
-    """The client disconnected; its work was cancelled (nginx's 499)."""
-
-    status = 499
-
 
 async def until_disconnected(request: Request) -> None:
     """Returns when the client goes away (the body has been read already)."""

@@ -8,24 +8,28 @@ concurrency limits; HPS_GRACEFUL_TIMEOUT seconds for in-flight requests on SIGTE
 
 import os
 import shutil
+import sys
 import tempfile
 
-from docparse.settings import Settings
+from docparse.settings import Settings, SettingsError
 
-_settings = Settings()
+try:
+    _settings = Settings.load()
+except SettingsError as _error:
+    sys.exit(f"error: the gateway's settings are wrong: {_error}")
 
 wsgi_app = "gateway.app:create_app()"
-bind = [f"{_settings.host}:{_settings.port}"]
-workers = _settings.uvicorn_workers
+bind = [f"{_settings.gateway.host}:{_settings.gateway.port}"]
+workers = _settings.gateway.workers
 worker_class = "gateway.worker.GatewayWorker"
-graceful_timeout = int(_settings.graceful_timeout)
+graceful_timeout = int(_settings.gateway.graceful_timeout)
 # A worker that stops answering the master's heartbeat for this long is restarted. Long
 # documents do not block the heartbeat: the event loop keeps running while they stream.
 timeout = 60
 keepalive = 75  # longer than common load balancers' idle timeout (60 s)
 accesslog = None  # the gateway writes its own structured line per request
 errorlog = "-"
-loglevel = _settings.log_level.lower()
+loglevel = _settings.general.log_level.lower()
 
 # Metrics of all workers in one scrape (gateway/metrics.py).
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

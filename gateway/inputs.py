@@ -19,20 +19,14 @@ import httpx
 import pybase64
 from fastapi import Request
 
-from docparse.errors import InvalidRequestError, LimitExceededError
+from docparse.errors import InvalidRequestError, LimitExceededError, MalformedBodyError
 from docparse.protocol import LayoutParsingRequest, json_object, parse_request
-from docparse.settings import Settings
+from docparse.settings import GatewaySettings
 from gateway import metrics
 
 MAX_REDIRECTS = 3
 # Form fields that stay text even when they look like JSON ("1" for pages is a string).
 _TEXT_FIELDS = {"file", "pages", "logId", "promptLabel", "layoutMergeBboxesMode", "layoutShapeMode"}
-
-
-class MalformedBodyError(InvalidRequestError):
-    """The body cannot be read at all (not JSON, bad multipart)."""
-
-    status = 400
 
 
 def too_large(limit: int) -> LimitExceededError:
@@ -59,7 +53,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-async def request_body(request: Request, settings: Settings) -> dict[str, Any]:
+async def request_body(request: Request, settings: GatewaySettings) -> dict[str, Any]:
     """The request as a dict: from JSON, or from a multipart/form upload."""
     body = await read_body(request, settings.max_body_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -99,7 +93,7 @@ def form_value(key: str, value: str) -> Any:
         return value
 
 
-async def validated_request(data: dict[str, Any], settings: Settings, log_id: str) -> dict[str, Any]:
+async def validated_request(data: dict[str, Any], settings: GatewaySettings, log_id: str) -> dict[str, Any]:
     """Validate the request (errors name the field), fetch a URL input, set the logId."""
     parsed = parse_request(data, LayoutParsingRequest)
     if parsed.file.startswith(("http://", "https://")):
@@ -118,7 +112,7 @@ async def validated_request(data: dict[str, Any], settings: Settings, log_id: st
 # --- URL inputs -----------------------------------------------------------------------------
 
 
-async def fetch_url(url: str, settings: Settings) -> bytes:
+async def fetch_url(url: str, settings: GatewaySettings) -> bytes:
     """The document at ``url``: http(s) only, public addresses only (unless allowed),
     at most HPS_MAX_BODY_BYTES, within HPS_URL_FETCH_TIMEOUT seconds, few redirects."""
     try:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import signal
 import socket
 import sys
 import time
 
+from docparse.settings import LayoutSettings, RecognitionSettings, Settings, SettingsError
 from scripts.gateway_local import GatewayServer
 from scripts.processes import LaunchError, http_ok, wait_until_ready
 from scripts.triton_local import TritonServer
@@ -43,11 +43,22 @@ def port_problem(port: int, host: str = "127.0.0.1") -> str | None:
     return None
 
 
-def engine_env() -> dict[str, str]:
-    """The CPU engines unless the caller chose others."""
+def local_settings() -> Settings:
+    """The settings of the environment, with the CPU engines unless it chose others."""
+    settings = Settings.load()
+    layout, recognition = settings.layout, settings.recognition
+    if "backend" not in layout.model_fields_set:
+        layout = layout.model_copy(update={"backend": "cpu"})
+    if "engine" not in recognition.model_fields_set:
+        recognition = recognition.model_copy(update={"engine": "cpu"})
+    return settings.model_copy(update={"layout": layout, "recognition": recognition})
+
+
+def engine_env(settings: Settings) -> dict[str, str]:
+    """The engine variables the child processes get."""
     return {
-        name: os.environ.get(name) or "cpu"
-        for name in ("HPS_LAYOUT_BACKEND", "HPS_RECOGNIZER")
+        LayoutSettings.env_name("backend"): settings.layout.backend,
+        RecognitionSettings.env_name("engine"): settings.recognition.engine,
     }
 
 
@@ -63,36 +74,35 @@ def wait_ready(url: str, gateway: GatewayServer, timeout: float) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help=f"gateway port (default: HPS_PORT or {DEFAULT_PORT})",
-    )
+    parser.add_argument("--port", type=int, default=None, help="gateway port (default: HPS_PORT, 8080)")
     parser.add_argument(
         "--triton-grpc-port", type=int, default=0, help="Triton's gRPC port (0 = a free one)"
     )
     parser.add_argument("--workers", type=int, default=2, help="gateway worker processes")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    if args.port is not None:
-        port = args.port
-    else:
-        try:
-            port = int(os.environ.get("HPS_PORT") or DEFAULT_PORT)
-        except ValueError:
-            print(f"error: HPS_PORT={os.environ['HPS_PORT']!r} is not a port number", file=sys.stderr)
-            return 1
+
+def checked_port(args: argparse.Namespace, settings: Settings) -> int:
+    """The gateway's port, or ``LaunchError`` saying why it cannot be used."""
+    port = settings.gateway.port if args.port is None else args.port
     if not 1 <= port <= 65535:
-        print(f"error: port {port} is not between 1 and 65535", file=sys.stderr)
-        return 1
+        raise LaunchError(f"port {port} is not between 1 and 65535")
     problem = port_problem(port)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 1
+        raise LaunchError(problem)
+    return port
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = local_settings()
+        port = checked_port(args, settings)
+    except (SettingsError, LaunchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     state = {"starting": True, "stop": False}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -102,29 +112,17 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
-    env = engine_env()
+    env = engine_env(settings)
     triton = TritonServer(grpc_port=args.triton_grpc_port, env=env, ready_timeout=READY_TIMEOUT)
-    gateway: GatewayServer | None = None
-    url = f"http://127.0.0.1:{port}"
+    gateway = GatewayServer(
+        env={**env, "HPS_HOST": "127.0.0.1", "HPS_PORT": str(port)},
+        port=port,
+        workers=args.workers,
+        ready_timeout=GATEWAY_READY_TIMEOUT,
+    )
     try:
         try:
-            print(
-                f"starting tritonserver (layout {env['HPS_LAYOUT_BACKEND']}, "
-                f"recognizer {env['HPS_RECOGNIZER']}); this can take a minute...",
-                file=sys.stderr,
-                flush=True,
-            )
-            triton.start()
-            print(f"tritonserver ready on grpc {triton.grpc_url} (log {triton.log_path})", file=sys.stderr, flush=True)
-            gateway = GatewayServer(
-                env={**env, "HPS_TRITON_URL": triton.grpc_url, "HPS_HOST": "127.0.0.1", "HPS_PORT": str(port)},
-                port=port,
-                workers=args.workers,
-                ready_timeout=GATEWAY_READY_TIMEOUT,
-            )
-            gateway.start()
-            wait_ready(url, gateway, GATEWAY_READY_TIMEOUT)
+            start_stack(triton, gateway, settings)
         except LaunchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -132,37 +130,56 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped before the stack was ready", file=sys.stderr)
             return 0
         state["starting"] = False
-        if state["stop"]:
-            return 0
-        print(
-            f"DocParse HPS is ready at {url}\n"
-            f"  API docs:  {url}/docs\n"
-            f"  try:       curl -s {url}/layout-parsing -F file=@your.pdf\n"
-            f"  or:        .venv/bin/docparse parse your.pdf"
-            + ("" if port == DEFAULT_PORT else f" --url {url}")
-            + f"\n  logs:      {triton.log_path} and {gateway.log_path}\n"
-            "Press Ctrl-C to stop.",
-            flush=True,
-        )
-        while not state["stop"]:
-            for name, server in (("tritonserver", triton), ("the gateway", gateway)):
-                if server.process is not None and server.process.poll() is not None:
-                    print(
-                        f"error: {name} exited with code {server.process.returncode}. "
-                        f"Log tail:\n{server.log_tail()}",
-                        file=sys.stderr,
-                    )
-                    return 1
-            time.sleep(0.5)
-        print("stopping...", file=sys.stderr, flush=True)
-        return 0
+        return serve(triton, gateway, port, state)
     finally:
         state["starting"] = False  # no Stopped raised while cleaning up
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if gateway is not None:
-            gateway.stop()
+        gateway.stop()
         triton.stop()
+
+
+def start_stack(triton: TritonServer, gateway: GatewayServer, settings: Settings) -> None:
+    """tritonserver, then the gateway pointed at it, until /health/ready answers."""
+    print(
+        f"starting tritonserver (layout {settings.layout.backend}, "
+        f"recognizer {settings.recognition.engine}); this can take a minute...",
+        file=sys.stderr,
+        flush=True,
+    )
+    triton.start()
+    print(f"tritonserver ready on grpc {triton.grpc_url} (log {triton.log_path})", file=sys.stderr, flush=True)
+    gateway.env["HPS_TRITON_URL"] = triton.grpc_url
+    gateway.start()
+    wait_ready(gateway.url, gateway, GATEWAY_READY_TIMEOUT)
+
+
+def serve(triton: TritonServer, gateway: GatewayServer, port: int, state: dict[str, bool]) -> int:
+    """Until Ctrl-C (0) or until a server exits by itself (1)."""
+    if state["stop"]:
+        return 0
+    url = gateway.url
+    print(
+        f"DocParse HPS is ready at {url}\n"
+        f"  API docs:  {url}/docs\n"
+        f"  try:       curl -s {url}/layout-parsing -F file=@your.pdf\n"
+        f"  or:        .venv/bin/docparse parse your.pdf"
+        + ("" if port == DEFAULT_PORT else f" --url {url}")
+        + f"\n  logs:      {triton.log_path} and {gateway.log_path}\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
+    while not state["stop"]:
+        for name, server in (("tritonserver", triton), ("the gateway", gateway)):
+            if server.process is not None and server.process.poll() is not None:
+                print(
+                    f"error: {name} exited with code {server.process.returncode}. Log tail:\n{server.log_tail()}",
+                    file=sys.stderr,
+                )
+                return 1
+        time.sleep(0.5)
+    print("stopping...", file=sys.stderr, flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,20 +10,20 @@ __all__ = ["LayoutDetector", "PaddlexLayoutDetector", "build_layout_detector"]
 
 
 def build_layout_detector(settings: Settings) -> LayoutDetector:
-    """The detector ``settings.layout_backend`` names, loaded and ready.
+    """The detector ``settings.layout.backend`` names, loaded and ready.
 
     Raises ``ModelSetupError`` when the model cannot be loaded.
     """
-    if settings.layout_backend == "paddlex":
+    if settings.layout.backend == "paddlex":
         return PaddlexLayoutDetector(
-            settings.layout_model_name,
-            settings.layout_model_dir,
-            settings.layout_device_name,
-            settings.layout_batch_size,
+            settings.layout.model_name,
+            settings.layout.model_dir,
+            settings.layout.device_name,
+            settings.layout.batch_size,
         )
-    if settings.layout_backend == "cpu":
+    if settings.layout.backend == "cpu":
         # Imported here: onnxruntime and rapid-layout are needed only by this backend.
         from docparse.layout.cpu_backend import CpuLayoutDetector
 
-        return CpuLayoutDetector(settings.layout_batch_size)
-    raise ValueError(f"unknown layout backend {settings.layout_backend!r}")
+        return CpuLayoutDetector(settings.layout.batch_size)
+    raise ValueError(f"unknown layout backend {settings.layout.backend!r}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from docparse.settings import Settings
+from docparse.settings import RecognitionSettings
 from docparse.types import Task
 
 
@@ -61,7 +61,7 @@ class TaskTable:
             )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TaskTable":
+    def from_settings(cls, settings: RecognitionSettings) -> "TaskTable":
         """GLM-OCR's defaults with ``label_tasks`` and ``task_prompts`` laid over them."""
         return cls(
             label_tasks={**DEFAULT_LABEL_TASKS, **settings.label_tasks},

@@ -25,7 +25,7 @@ from docparse.errors import DocParseError, RecognitionError
 from docparse.protocol import json_bytes
 from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
 from docparse.recognition.tasks import TaskTable
-from docparse.settings import Settings
+from docparse.settings import Settings, VlmSettings
 from docparse.types import RecognitionParams, RegionJob, RegionResult, Task
 
 log = logging.getLogger("docparse.vlm")
@@ -114,17 +114,17 @@ class VlmClient:
         self._slots: asyncio.Semaphore | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "VlmClient":
+    def from_settings(cls, settings: VlmSettings) -> "VlmClient":
         return cls(
-            settings.vlm_url,
-            settings.vlm_model,
-            api_key=settings.vlm_api_key,
-            max_concurrency=settings.vlm_max_concurrency,
-            timeout=settings.vlm_timeout,
-            connect_timeout=settings.vlm_connect_timeout,
-            max_retries=settings.vlm_max_retries,
-            backoff=settings.vlm_retry_backoff,
-            backoff_max=settings.vlm_retry_backoff_max,
+            settings.url,
+            settings.model,
+            api_key=settings.api_key,
+            max_concurrency=settings.max_concurrency,
+            timeout=settings.timeout,
+            connect_timeout=settings.connect_timeout,
+            max_retries=settings.max_retries,
+            backoff=settings.retry_backoff,
+            backoff_max=settings.retry_backoff_max,
         )
 
     @property
@@ -270,7 +270,7 @@ class VlmRecognizer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "VlmRecognizer":
-        return cls(VlmClient.from_settings(settings), TaskTable.from_settings(settings), settings)
+        return cls(VlmClient.from_settings(settings.vlm), TaskTable.from_settings(settings.recognition), settings)
 
     async def recognize(
         self, page: np.ndarray, jobs: Sequence[RegionJob], params: RecognitionParams
@@ -305,15 +305,15 @@ class VlmRecognizer:
             self._encode,
             page,
             job,
-            settings.crop_min_pixels if params.min_pixels is None else params.min_pixels,
-            settings.crop_max_pixels if params.max_pixels is None else params.max_pixels,
+            settings.crops.min_pixels if params.min_pixels is None else params.min_pixels,
+            settings.crops.max_pixels if params.max_pixels is None else params.max_pixels,
         )
         tracing.mark("vlm.image_ready", params.log_id)
         answer = await self.client.complete(
             image,
             prompt,
-            max_tokens=settings.vlm_max_tokens if params.max_new_tokens is None else params.max_new_tokens,
-            temperature=settings.vlm_temperature if params.temperature is None else params.temperature,
+            max_tokens=settings.vlm.max_tokens if params.max_new_tokens is None else params.max_new_tokens,
+            temperature=settings.vlm.temperature if params.temperature is None else params.temperature,
             top_p=params.top_p,
             repetition_penalty=params.repetition_penalty,
             request_id=params.log_id,
@@ -328,7 +328,7 @@ class VlmRecognizer:
         the process works on many regions and documents at once and its CPU clock
         (``process_time``) would charge all of them to this crop."""
         cpu_started = time.thread_time()
-        crop = crop_region(page, job.box, self.settings.crop_padding)
+        crop = crop_region(page, job.box, self.settings.crops.padding)
         uri = encode_jpeg_data_uri(resize_for_vlm(crop, min_pixels, max_pixels))
         return uri, time.thread_time() - cpu_started
 

@@ -106,9 +106,8 @@ def test_the_image_start_command_serves_our_repository(tmp_path, tiny_layout_dir
         envelope = TritonLayoutClient(f"127.0.0.1:{grpc_port}", timeout=120).parse(
             request_for(sample_pdf(pages=1), logId="entrypoint")
         )
-        assert envelope["errorCode"] == 0, envelope
-        page = envelope["result"]["layoutParsingResults"][0]
-        assert "text" in page["markdown"]["text"]
+        assert envelope.logId == "entrypoint"
+        assert "text" in envelope.result.layoutParsingResults[0].markdown.text
     finally:
         stop_group(process, 30)
         print(f"\n--- entrypoint tritonserver log tail ---\n{log_tail(log_path, 30)}")

@@ -16,6 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from docparse.client import TritonLayoutClient, request_for
 from docparse.errors import InvalidRequestError
+from docparse.responses import LayoutParsingResponse
 from testkit.documents import corrupt_pdf, sample_image, sample_pdf
 
 pytestmark = pytest.mark.triton
@@ -100,8 +101,9 @@ def test_a_document_longer_than_the_render_window_keeps_every_selected_page(trit
     request = request_for(sample_pdf(pages=19), logId="windows", useLayoutDetection=False, pages="2-19")
     events = list(client(triton).stream(request))
 
-    assert [e["pageIndex"] for e in events[:-1]] == list(range(1, 19))
-    assert events[-1]["type"] == "final" and len(events[-1]["dataInfo"]["pages"]) == 18
+    assert [e.pageIndex for e in events[:-1]] == list(range(1, 19))
+    assert all(e.totalPages == 18 for e in events[:-1])
+    assert events[-1].type == "final" and len(events[-1].dataInfo.pages) == 18
 
 
 def test_pdf_render_names_the_problem_with_a_corrupt_pdf(triton):
@@ -184,17 +186,17 @@ def test_layout_detection_batches_concurrent_pages(triton):
 def test_three_page_pdf_streams_three_pages_then_the_final(triton, vlm):
     events = list(client(triton).stream(request_for(sample_pdf(pages=3), logId="three-pages")))
 
-    assert [e["type"] for e in events] == ["page", "page", "page", "final"]
-    assert [e["pageIndex"] for e in events[:3]] == [0, 1, 2]
+    assert [e.type for e in events] == ["page", "page", "page", "final"]
+    assert [e.pageIndex for e in events[:3]] == [0, 1, 2]
     final = events[-1]
-    assert final["logId"] == "three-pages"
-    assert final["dataInfo"]["type"] == "pdf" and final["dataInfo"]["numPages"] == 3
-    page = events[0]["result"]
-    markdown = page["markdown"]["text"]
+    assert final.logId == "three-pages"
+    assert final.dataInfo.type == "pdf" and final.dataInfo.numPages == 3
+    page = events[0].result
+    markdown = page.markdown.text
     assert markdown.startswith("# text ")  # doc_title became a heading
     assert "\n## text " in markdown and "<table>" in markdown and "$$\n\\frac{a}{b}" in markdown
-    assert len(page["markdown"]["images"]) == 1  # the figure crop
-    labels = [b["block_label"] for b in page["prunedResult"]["parsing_res_list"]]
+    assert len(page.markdown.images) == 1  # the figure crop
+    labels = [b.block_label for b in page.prunedResult.parsing_res_list]
     assert labels[:3] == ["header", "doc_title", "text"]
 
 
@@ -216,20 +218,20 @@ def test_a_failed_region_leaves_the_rest_of_its_page(triton, vlm):
 
     events = list(client(triton).stream(request_for(sample_pdf(pages=1))))
 
-    page = events[0]["result"]
-    blocks = {b["block_label"]: b for b in page["prunedResult"]["parsing_res_list"]}
-    assert "500" in blocks["display_formula"]["error"]
-    assert blocks["table"]["block_content"].startswith("<table>")
-    assert blocks["doc_title"]["block_content"].startswith("text ")
-    assert "<table>" in page["markdown"]["text"]
-    assert "was not recognised" in page["markdown"]["text"]
+    page = events[0].result
+    blocks = {b.block_label: b for b in page.prunedResult.parsing_res_list}
+    assert "500" in blocks["display_formula"].error
+    assert blocks["table"].block_content.startswith("<table>")
+    assert blocks["doc_title"].block_content.startswith("text ")
+    assert "<table>" in page.markdown.text
+    assert "was not recognised" in page.markdown.text
 
 
 def test_pages_stream_while_later_pages_are_still_recognised(triton, vlm):
     vlm.configure(latency=0.25, max_concurrency=64, failures=[])
     arrivals = []
     for event in client(triton).stream(request_for(sample_pdf(pages=4), logId="pipelined")):
-        arrivals.append((event["type"], time.time()))
+        arrivals.append((event.type, time.time()))
     first_page_at = arrivals[0][1]
     calls = [c for c in vlm.calls() if c["request_id"] == "pipelined"]
     assert max(c["finished"] for c in calls) > first_page_at, "page 1 arrived only after all work"
@@ -256,8 +258,8 @@ def test_page_outside_the_document_is_refused(triton):
 
 def test_image_input_is_one_page(triton, vlm):
     events = list(client(triton).stream(request_for(sample_image("PNG"))))
-    assert [e["type"] for e in events] == ["page", "final"]
-    assert events[-1]["dataInfo"]["type"] == "image"
+    assert [e.type for e in events] == ["page", "final"]
+    assert events[-1].dataInfo.type == "image"
 
 
 # --- layout-parsing (unary, PaddleX HPS protocol) ------------------------------------------
@@ -285,22 +287,28 @@ def test_unary_model_over_http(triton, vlm):
 
 
 def test_unary_model_reports_errors_in_the_envelope(triton):
-    envelope = client(triton).parse(request_for(corrupt_pdf(), logId="broken"))
-    assert envelope["errorCode"] == 422
-    assert envelope["logId"] == "broken"
+    grpc = grpcclient.InferenceServerClient(triton.grpc_url)
+    body = request_for(corrupt_pdf(), logId="broken")
+    result = grpc.infer("layout-parsing", [json_input("input", body, [1, 1])])
+    envelope = json.loads(result.as_numpy("output")[0, 0])
+    assert envelope == {"logId": "broken", "errorCode": 422, "errorMsg": envelope["errorMsg"]}
     assert "PDF" in envelope["errorMsg"]
+    # The Python client raises the envelope's error as ours, with its status.
+    with pytest.raises(InvalidRequestError, match="PDF") as raised:
+        client(triton).parse(body)
+    assert raised.value.status == 422
 
 
 def test_unary_model_works_on_many_documents_at_once(triton, vlm):
     vlm.configure(latency=1.0, max_concurrency=64, failures=[])
     pdf = sample_pdf(pages=1)
 
-    def parse(i: int) -> dict:
+    def parse(i: int) -> LayoutParsingResponse:
         return client(triton).parse(request_for(pdf, logId=f"parallel-{i}"))
 
     with ThreadPoolExecutor(8) as pool:
         envelopes = list(pool.map(parse, range(8)))
-    assert all(e["errorCode"] == 0 for e in envelopes)
+    assert [e.logId for e in envelopes] == [f"parallel-{i}" for i in range(8)]
 
     calls = [c for c in vlm.calls() if c["request_id"].startswith("parallel-")]
     # Each document's span at the VLM, from its first call to its last answer. Served one

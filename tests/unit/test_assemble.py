@@ -1,5 +1,6 @@
 import base64
 import io
+import json
 
 import numpy as np
 from PIL import Image
@@ -12,6 +13,8 @@ from docparse.assemble import (
     page_markdown,
     reading_order,
 )
+from docparse.protocol import json_bytes
+from docparse.responses import ModelSettings
 from docparse.types import LayoutBox, RegionResult, Task
 
 
@@ -67,8 +70,9 @@ def test_page_result_keeps_a_failed_region_with_its_error():
     page = np.full((200, 200, 3), 255, dtype=np.uint8)
     blocks = [block(0, "text", Task.TEXT, "ok"), block(1, "text", Task.TEXT, error="VLM returned 500"),
               block(2, "image", Task.IMAGE)]
-    context = PageContext(0, 200, 200, {}, frozenset(), True, True, visualize=True)
-    result = build_page_result(page, blocks, context)
+    settings = ModelSettings(use_layout_detection=True, layout_model="m", recognizer="r")
+    context = PageContext(0, 200, 200, settings, frozenset(), True, True, visualize=True)
+    result = json.loads(json_bytes(build_page_result(page, blocks, context)))
 
     items = result["prunedResult"]["parsing_res_list"]
     assert [i["block_content"] for i in items] == ["ok", "", ""]
@@ -79,3 +83,5 @@ def test_page_result_keeps_a_failed_region_with_its_error():
     crop = Image.open(io.BytesIO(base64.b64decode(result["markdown"]["images"][blocks[2].image_path])))
     assert crop.size == (90, 8)
     assert Image.open(io.BytesIO(base64.b64decode(result["outputImages"]["layout_det_res"]))).size == (200, 200)
+    assert Image.open(io.BytesIO(base64.b64decode(result["inputImage"]))).size == (200, 200)
+    assert "error" not in items[0] and items[2]["block_image"] == blocks[2].image_path

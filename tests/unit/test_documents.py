@@ -22,7 +22,7 @@ from docparse.documents import (
     sniff_kind,
 )
 from docparse.errors import InvalidDocumentError, InvalidRequestError, LimitExceededError
-from docparse.settings import Settings
+from docparse.settings import DocumentSettings, Settings
 from testkit.documents import (
     blank_pdf,
     corrupt_pdf,
@@ -38,7 +38,7 @@ IMAGE_FORMATS = ["PNG", "JPEG", "TIFF", "BMP", "WEBP"]
 
 
 def settings(**overrides) -> Settings:
-    return Settings(**overrides)
+    return Settings(documents=DocumentSettings(**overrides))
 
 
 def render_all(document: Document, dpi: int = 144) -> list:
@@ -213,7 +213,7 @@ def test_dpi_sets_the_page_size():
 
 @pytest.mark.parametrize("dpi", [35, 101])
 def test_dpi_outside_the_allowed_range_is_refused_before_rendering(dpi):
-    with open_document(sample_pdf(1), None, settings(max_render_dpi=100)) as document:
+    with open_document(sample_pdf(1), None, settings(render_dpi=72, max_render_dpi=100)) as document:
         with pytest.raises(InvalidRequestError) as error:
             document.render([0], dpi)
         assert f"dpi {dpi}" in error.value.message and "HPS_MAX_RENDER_DPI" in error.value.message

@@ -12,7 +12,7 @@ import pytest
 from docparse.errors import ModelSetupError
 from docparse.layout import build_layout_detector
 from docparse.layout.paddlex_backend import PaddlexLayoutDetector, layout_boxes, predict_options
-from docparse.settings import Settings
+from docparse.settings import LayoutSettings, Settings
 from docparse.types import LayoutParams
 from testkit.layout_template import LOW_SCORE_BOX, TEMPLATE
 from testkit.tiny_doclayout import MODELS, build_model_dir, model_label
@@ -138,7 +138,7 @@ def test_each_model_name_loads_and_detects(name, tmp_path):
 
 
 def test_build_layout_detector_uses_the_settings(v3_dir):
-    settings = Settings(layout_model_dir=v3_dir, layout_model_name="PP-DocLayoutV3", layout_batch_size=3)
+    settings = Settings(layout=LayoutSettings(model_dir=v3_dir, model_name="PP-DocLayoutV3", batch_size=3))
 
     detector = build_layout_detector(settings)
 

@@ -2,6 +2,7 @@
 and nothing accepted is lost."""
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,10 +10,10 @@ import pytest
 
 from docparse.errors import InvalidDocumentError
 from docparse.pipeline import DocumentInfo, DocumentPipeline
-from docparse.protocol import parse_request
+from docparse.protocol import json_bytes, parse_request
 from docparse.recognition.tasks import TaskTable
 from docparse.recognition.vlm import VlmClient, VlmRecognizer
-from docparse.settings import Settings
+from docparse.settings import Settings, VlmSettings
 from docparse.types import LayoutBox, RegionResult, Task
 
 
@@ -64,16 +65,21 @@ def pipeline(recognizer, detect_fn=detect) -> DocumentPipeline:
 REQUEST = parse_request({"file": "aGk="})
 
 
+def wire(event) -> dict:
+    """An event as a client receives it."""
+    return json.loads(json_bytes(event))
+
+
 async def test_pages_are_emitted_in_document_order_even_when_they_finish_out_of_order():
     events = []
 
     async def emit(event):
-        events.append(event)
+        events.append(wire(event))
 
     # Page 0 is slowest: later pages finish first, yet are emitted after it.
     final = await pipeline(EchoRecognizer({0: 0.2, 1: 0.05})).run(REQUEST, pages(3), emit, "id")
     assert [e.get("pageIndex") for e in events] == [0, 1, 2, None]
-    assert final["dataInfo"] == {"type": "pdf", "numPages": 3,
+    assert wire(final)["dataInfo"] == {"type": "pdf", "numPages": 3,
                                  "pages": [{"width": 100, "height": 100}] * 3}
     assert events[0]["result"]["markdown"]["text"] == "# doc_title of page 0\n\ntext of page 0"
 
@@ -93,7 +99,7 @@ async def test_a_page_whose_layout_fails_is_kept_with_its_error():
     events = []
 
     async def emit(event):
-        events.append(event)
+        events.append(wire(event))
 
     await pipeline(EchoRecognizer({}), flaky_detect).run(REQUEST, pages(3), emit, "id")
     assert [e["type"] for e in events] == ["page", "page", "page", "final"]
@@ -105,7 +111,7 @@ async def test_pages_before_a_rendering_failure_are_delivered_then_the_error_rai
     events = []
 
     async def emit(event):
-        events.append(event)
+        events.append(wire(event))
 
     with pytest.raises(InvalidDocumentError, match="page 3"):
         await pipeline(EchoRecognizer({})).run(REQUEST, pages(5, fail_at=2), emit, "id")
@@ -134,7 +140,7 @@ async def test_pages_in_flight_over_all_documents_stay_within_the_process_budget
     shared = DocumentPipeline(recognizer, Tasks(), detect, "test-layout", max_pages_in_flight=4, max_pages_in_process=3)
     finals = await asyncio.gather(*(shared.run(REQUEST, pages(5), _ignore, f"doc{i}") for i in range(3)))
     assert recognizer.most == 3  # 3 documents x 4 pages would allow 12
-    assert all(len(final["dataInfo"]["pages"]) == 5 for final in finals)
+    assert all(len(wire(final)["dataInfo"]["pages"]) == 5 for final in finals)
 
 
 async def test_a_document_that_fails_or_is_abandoned_gives_its_pages_budget_back():
@@ -149,14 +155,14 @@ async def test_a_document_that_fails_or_is_abandoned_gives_its_pages_budget_back
         await abandoned
     # With a leaked budget this document would wait forever.
     final = await asyncio.wait_for(shared.run(REQUEST, pages(3), _ignore, "next"), timeout=5)
-    assert len(final["dataInfo"]["pages"]) == 3
+    assert len(wire(final)["dataInfo"]["pages"]) == 3
 
 
 async def test_layout_off_sends_the_whole_page_as_one_region():
     events = []
 
     async def emit(event):
-        events.append(event)
+        events.append(wire(event))
 
     async def no_detect(image, options):
         raise AssertionError("layout detection must not run")
@@ -170,9 +176,9 @@ async def test_layout_off_sends_the_whole_page_as_one_region():
 async def test_final_timings_name_every_stage_and_crop_cpu_grows_with_the_regions(sim):
     """crop_cpu counts the orchestrator's own CPU per region (crop, resize, JPEG), so a
     page with more regions costs more; no wall-clock threshold is involved."""
-    settings = Settings(vlm_max_retries=0)
-    client = VlmClient(sim.url, "glm-ocr")
-    tasks = TaskTable.from_settings(settings)
+    settings = Settings(vlm=VlmSettings(url=sim.url, max_retries=0))
+    client = VlmClient.from_settings(settings.vlm)
+    tasks = TaskTable.from_settings(settings.recognition)
     noise = np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)
 
     async def one_page():
@@ -186,7 +192,7 @@ async def test_final_timings_name_every_stage_and_crop_cpu_grows_with_the_region
         final = await DocumentPipeline(engine, tasks, detect_regions, "test-layout").run(
             REQUEST, one_page(), _ignore, "id"
         )
-        return final["timings"]
+        return wire(final)["timings"]
 
     try:
         one, many = await final_timings(1), await final_timings(12)

@@ -4,14 +4,7 @@ import json
 import pytest
 
 from docparse.errors import InvalidRequestError
-from docparse.protocol import (
-    LayoutOptions,
-    collect_events,
-    final_event,
-    json_bytes,
-    page_event,
-    parse_request,
-)
+from docparse.protocol import LayoutOptions, json_bytes, log_id_for, parse_request
 
 
 def test_request_fields_follow_paddleocr_vl_names():
@@ -63,14 +56,11 @@ def test_layout_options_alone_validate_like_the_request():
         parse_request({"file": "x"}, LayoutOptions)
 
 
-def test_collect_events_orders_pages_and_needs_the_final():
-    events = [page_event("id", 1, {"p": 1}), page_event("id", 0, {"p": 0}),
-              final_event("id", {"numPages": 2}, {})]
-    result = collect_events("id", events)
-    assert result["layoutParsingResults"] == [{"p": 0}, {"p": 1}]
-    assert result["dataInfo"] == {"numPages": 2}
-    with pytest.raises(Exception, match="final"):
-        collect_events("id", events[:2])
+def test_the_log_id_is_the_callers_cut_to_the_field_limit_or_a_new_one():
+    assert log_id_for({"logId": "mine"}) == "mine"
+    assert log_id_for({"logId": "x" * 300}) == "x" * 128
+    fresh = {log_id_for({}), log_id_for({"logId": ""}), log_id_for({"logId": 7})}
+    assert len(fresh) == 3 and all(len(i) == 32 for i in fresh)
 
 
 @pytest.mark.parametrize("value", [

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from docparse.settings import Settings
+from docparse.settings import Settings, SettingsError, VlmSettings
 from docparse.types import Task
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -68,15 +68,53 @@ def test_environment_names_set_fields(monkeypatch):
     monkeypatch.setenv("GPU_DEVICE_ID", "3")
     monkeypatch.setenv("HPS_LAYOUT_DEVICE", "gpu")
     settings = Settings()
-    assert settings.vlm_url == "http://vlm:8000/v1"
-    assert settings.label_tasks == {"seal": Task.DROP}
-    assert settings.layout_device_name == "gpu:3"
+    assert settings.vlm.url == "http://vlm:8000/v1"
+    assert settings.recognition.label_tasks == {"seal": Task.DROP}
+    assert settings.layout.device_name == "gpu:3"
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [("vlm_url", "vlm:8000", "http"), ("max_pages", 0, "greater than"), ("layout_device", "tpu", "cpu")],
+    ("variable", "value", "message"),
+    [
+        ("HPS_VLM_URL", "vlm:8000", "HPS_VLM_URL: must start with http:// or https:// (got 'vlm:8000')"),
+        ("HPS_MAX_PAGES", "0", "HPS_MAX_PAGES: Input should be greater than or equal to 1 (got '0')"),
+        ("HPS_LAYOUT_DEVICE", "tpu", "HPS_LAYOUT_DEVICE: Input should be 'cpu' or 'gpu' (got 'tpu')"),
+        ("HPS_RECOGNIZER", "gpu", "HPS_RECOGNIZER: Input should be 'vlm' or 'cpu'"),
+        ("UVICORN_WORKERS", "many", "UVICORN_WORKERS: Input should be a valid integer"),
+    ],
 )
-def test_bad_values_are_refused_with_the_field_named(field, value, message):
-    with pytest.raises(ValidationError, match=message):
-        Settings(**{field: value})
+def test_a_bad_value_is_refused_naming_its_variable(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        Settings.load()
+    assert message in str(refused.value)
+
+
+def test_every_bad_variable_is_named_at_once(monkeypatch):
+    monkeypatch.setenv("HPS_MAX_PAGES", "0")
+    monkeypatch.setenv("HPS_VLM_TIMEOUT", "-1")
+    with pytest.raises(SettingsError, match="HPS_MAX_PAGES: .*; HPS_VLM_TIMEOUT: "):
+        Settings.load()
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"HPS_RENDER_DPI": "400"}, "HPS_RENDER_DPI (400) must not exceed HPS_MAX_RENDER_DPI (300)"),
+        ({"HPS_CROP_MIN_PIXELS": "2000000"}, "HPS_CROP_MIN_PIXELS (2000000) must not exceed HPS_CROP_MAX_PIXELS"),
+    ],
+)
+def test_values_that_contradict_each_other_are_refused_naming_both(monkeypatch, variables, message):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        Settings.load()
+    assert message in str(refused.value)
+
+
+def test_groups_given_to_the_constructor_replace_the_environment(monkeypatch):
+    monkeypatch.setenv("HPS_VLM_MAX_RETRIES", "7")
+    settings = Settings.load(vlm=VlmSettings(max_retries=0))
+    assert settings.vlm.max_retries == 0
+    with pytest.raises(ValidationError, match="max_retry"):
+        VlmSettings(max_retry=0)  # a typo in code fails loudly

@@ -3,7 +3,7 @@
 import pytest
 
 from docparse.recognition.tasks import TaskTable
-from docparse.settings import Settings
+from docparse.settings import RecognitionSettings
 from docparse.types import Task
 
 
@@ -43,7 +43,7 @@ def test_tasks_that_are_not_sent_have_no_prompt(task):
 
 
 def test_settings_override_labels_and_prompts_and_keep_the_rest():
-    settings = Settings(label_tasks={"seal": "drop", "chart": "table"}, task_prompts={"text": "OCR:"})
+    settings = RecognitionSettings(label_tasks={"seal": "drop", "chart": "table"}, task_prompts={"text": "OCR:"})
     table = TaskTable.from_settings(settings)
     assert table.task_for("seal") is Task.DROP
     assert table.task_for("chart") is Task.TABLE
@@ -55,11 +55,11 @@ def test_settings_override_labels_and_prompts_and_keep_the_rest():
 def test_overrides_from_the_environment(monkeypatch):
     monkeypatch.setenv("HPS_LABEL_TASKS", '{"footnote": "text"}')
     monkeypatch.setenv("HPS_TASK_PROMPTS", '{"formula": "LaTeX:"}')
-    table = TaskTable.from_settings(Settings())
+    table = TaskTable.from_settings(RecognitionSettings())
     assert table.task_for("footnote") is Task.TEXT
     assert table.prompt_for(Task.FORMULA) == "LaTeX:"
 
 
 def test_a_prompt_for_a_task_that_is_never_sent_is_refused():
     with pytest.raises(ValueError, match="image"):
-        TaskTable.from_settings(Settings(task_prompts={"image": "Describe:"}))
+        TaskTable.from_settings(RecognitionSettings(task_prompts={"image": "Describe:"}))

@@ -10,7 +10,7 @@ import pytest
 
 from docparse.errors import RecognitionError
 from docparse.recognition.vlm import VlmClient
-from docparse.settings import Settings
+from docparse.settings import VlmSettings
 from scripts.processes import free_port
 from tests.support.scripted_http import Disconnect, Received, Reply, ScriptedServer
 
@@ -200,10 +200,9 @@ async def test_each_failure_is_logged_with_the_request_id(caplog):
 
 
 async def test_from_settings_uses_every_vlm_setting():
-    settings = Settings(
-        vlm_url="http://gpu-box:8000/v1", vlm_model="GLM", vlm_api_key="k", vlm_max_concurrency=3,
-        vlm_timeout=9, vlm_connect_timeout=2, vlm_max_retries=5, vlm_retry_backoff=0.1,
-        vlm_retry_backoff_max=1,
+    settings = VlmSettings(
+        url="http://gpu-box:8000/v1", model="GLM", api_key="k", max_concurrency=3,
+        timeout=9, connect_timeout=2, max_retries=5, retry_backoff=0.1, retry_backoff_max=1,
     )
     client = VlmClient.from_settings(settings)
     try:

@@ -10,12 +10,12 @@ from typing import AsyncIterator
 import numpy as np
 import pytest
 
-from bench.vlm_simulator import SimulatorProcess
 from docparse.recognition import build_recognizer
 from docparse.recognition.crops import encode_jpeg_data_uri
 from docparse.recognition.vlm import VlmClient, VlmRecognizer, clean_answer
-from docparse.settings import Settings
+from docparse.settings import CropSettings, Settings, VlmSettings
 from docparse.types import LayoutBox, RecognitionParams, RegionJob, Task
+from vlmsim import SimulatorProcess
 
 PAGE = np.random.default_rng(0).integers(0, 256, (800, 600, 3), dtype=np.uint8)  # every crop differs
 
@@ -34,10 +34,11 @@ JOBS = [
 
 
 @asynccontextmanager
-async def recognizer(sim: SimulatorProcess, **settings) -> AsyncIterator[VlmRecognizer]:
-    options = dict(vlm_url=sim.url, vlm_max_retries=0, vlm_retry_backoff=0.01, vlm_retry_backoff_max=0.02)
-    options.update(settings)
-    engine = build_recognizer(Settings(**options))
+async def recognizer(sim: SimulatorProcess, crops: dict | None = None, **vlm) -> AsyncIterator[VlmRecognizer]:
+    options = dict(url=sim.url, max_retries=0, retry_backoff=0.01, retry_backoff_max=0.02)
+    options.update(vlm)
+    settings = Settings(vlm=VlmSettings(**options), crops=CropSettings(**(crops or {})))
+    engine = build_recognizer(settings)
     assert isinstance(engine, VlmRecognizer)
     try:
         yield engine
@@ -62,7 +63,7 @@ async def test_each_task_gets_its_prompt_and_images_and_drops_are_not_sent(sim):
 
 
 async def test_crops_are_on_the_28_pixel_grid_within_the_pixel_limits(sim):
-    async with recognizer(sim, crop_min_pixels=20_000, crop_max_pixels=60_000) as engine:
+    async with recognizer(sim, crops={"min_pixels": 20_000, "max_pixels": 60_000}) as engine:
         await engine.recognize(PAGE, JOBS, RecognitionParams())
     sizes = [(c["width"], c["height"]) for c in sim.calls()]
     assert len(sizes) == 3
@@ -74,7 +75,7 @@ async def test_request_pixel_limits_and_generation_options_win_over_the_settings
         temperature=0.3, top_p=0.8, repetition_penalty=1.1, max_new_tokens=321,
         min_pixels=100_000, max_pixels=200_000, log_id="custom",
     )
-    async with recognizer(sim, vlm_max_tokens=999, vlm_temperature=0.0) as engine:
+    async with recognizer(sim, max_tokens=999, temperature=0.0) as engine:
         await engine.recognize(PAGE, JOBS[:3], params)
     calls = sim.calls()
     assert all(100_000 <= c["width"] * c["height"] <= 200_000 for c in calls)
@@ -82,7 +83,7 @@ async def test_request_pixel_limits_and_generation_options_win_over_the_settings
 
 
 async def test_settings_give_the_defaults(sim):
-    async with recognizer(sim, vlm_max_tokens=999, vlm_temperature=0.1) as engine:
+    async with recognizer(sim, max_tokens=999, temperature=0.1) as engine:
         await engine.recognize(PAGE, JOBS[:1], RecognitionParams())
     [call] = sim.calls()
     assert (call["max_tokens"], call["temperature"]) == (999, 0.1)
@@ -90,7 +91,7 @@ async def test_settings_give_the_defaults(sim):
 
 async def test_one_failing_region_keeps_its_error_and_the_others_their_content(sim):
     sim.configure(failures=[{"prompt": "Formula Recognition:", "status": 500, "message": "engine crashed"}])
-    async with recognizer(sim, vlm_max_retries=1) as engine:
+    async with recognizer(sim, max_retries=1) as engine:
         results = await engine.recognize(PAGE, JOBS, RecognitionParams())
     text, table, formula, _, _ = results
     assert formula.content == ""
@@ -101,7 +102,7 @@ async def test_one_failing_region_keeps_its_error_and_the_others_their_content(s
 
 async def test_a_failure_that_passes_is_retried_and_recovers(sim):
     sim.configure(failures=[{"prompt": "Formula Recognition:", "status": 503, "times": 1}])
-    async with recognizer(sim, vlm_max_retries=2) as engine:
+    async with recognizer(sim, max_retries=2) as engine:
         results = await engine.recognize(PAGE, JOBS, RecognitionParams())
     assert [r.error for r in results] == [None] * 5
     assert results[2].content.startswith("\\frac{a}{b}")
@@ -111,7 +112,7 @@ async def test_a_failure_that_passes_is_retried_and_recovers(sim):
 
 async def test_a_stalled_call_times_out_as_a_region_error(sim):
     sim.configure(failures=[{"prompt": "Table Recognition:", "stall": 0.4}])
-    async with recognizer(sim, vlm_timeout=0.15) as engine:
+    async with recognizer(sim, timeout=0.15) as engine:
         results = await engine.recognize(PAGE, JOBS, RecognitionParams())
     assert results[1].error == "VLM timed out after 0.15 s (1 attempt)"
     assert results[0].error is None and results[2].error is None
@@ -126,7 +127,7 @@ async def wait_until(condition, timeout: float = 5.0) -> None:
 
 
 async def test_an_unreachable_vlm_gives_every_region_an_error(sim):
-    async with recognizer(sim, vlm_url="http://127.0.0.1:9/v1", vlm_connect_timeout=0.5) as engine:
+    async with recognizer(sim, url="http://127.0.0.1:9/v1", connect_timeout=0.5) as engine:
         results = await engine.recognize(PAGE, JOBS, RecognitionParams())
     assert all("could not be reached" in r.error for r in results[:3])
     assert [r.error for r in results[3:]] == [None, None]

@@ -16,21 +16,25 @@ import triton_python_backend_utils as pb_utils
 
 from docparse import tracing
 from docparse.documents import RenderedPage
+from docparse.errors import describe
+from docparse.logs import configure_logging
 from docparse.pipeline import DocumentInfo, DocumentPipeline
-from docparse.protocol import FINAL_EVENT, LayoutOptions, LayoutParsingRequest, new_log_id, parse_request
+from docparse.protocol import LayoutOptions, LayoutParsingRequest, log_id_for, new_log_id, parse_request
 from docparse.recognition import build_recognizer
 from docparse.recognition.tasks import TaskTable
+from docparse.responses import DET_BOXES, FinalEvent, PageEvent
 from docparse.settings import Settings
 from docparse.types import LayoutBox
 from docparse_triton.common import (
     FINAL,
+    BackgroundLoop,
     cancel_when_abandoned,
-    configure_logging,
     error_response,
     infer,
     input_json,
     json_output,
     json_tensor,
+    output_bytes,
     stream_responses,
 )
 
@@ -84,30 +88,32 @@ async def detect_layout(image: np.ndarray, options: LayoutOptions) -> list[Layou
         requested_output_names=["boxes"],
     )
     response = await infer(bls)
-    return [LayoutBox.from_json(item) for item in json_output(response, "boxes")]
+    return [LayoutBox.from_det_box(box) for box in DET_BOXES.validate_json(output_bytes(response, "boxes"))]
 
 
 class TritonPythonModel:
+    """Decoupled: ``execute`` hands each request to the model's own event loop and
+    returns; pages go back through the request's response sender as they are done."""
+
     def initialize(self, args: dict) -> None:
-        self.settings = Settings()
-        configure_logging(self.settings.log_level)
-        tracing.configure(self.settings.trace_file)
+        self.settings = Settings.load()
+        configure_logging(self.settings.general.log_level)
+        tracing.configure(self.settings.general.trace_file)
         self.recognizer = build_recognizer(self.settings)
         self.pipeline = DocumentPipeline(
             recognizer=self.recognizer,
-            tasks=TaskTable.from_settings(self.settings),
+            tasks=TaskTable.from_settings(self.settings.recognition),
             detect=detect_layout,
-            layout_model=self.settings.layout_model_name,
-            max_pages_in_flight=self.settings.max_pages_in_flight,
-            max_pages_in_process=self.settings.max_pages_in_process,
+            layout_model=self.settings.layout.model_name,
+            max_pages_in_flight=self.settings.orchestrator.max_pages_in_flight,
+            max_pages_in_process=self.settings.orchestrator.max_pages_in_process,
         )
-        self._documents: asyncio.Semaphore | None = None
-        self.in_flight = 0
+        self.documents = asyncio.Semaphore(self.settings.orchestrator.max_documents_in_flight)
+        self.background = BackgroundLoop()
 
-    async def execute(self, requests: list) -> None:
-        if self._documents is None:  # made here: it belongs to the stub's event loop
-            self._documents = asyncio.Semaphore(self.settings.max_documents_in_flight)
-        await asyncio.gather(*(self._serve(request) for request in requests))
+    def execute(self, requests: list) -> None:
+        for request in requests:
+            self.background.submit(self._serve(request))
         return None
 
     async def _serve(self, request) -> None:
@@ -115,27 +121,27 @@ class TritonPythonModel:
         log_id = ""
         started = time.perf_counter()
         received = time.time()
-        self.in_flight += 1
         try:
-            parsed = parse_request(input_json(request, "input"))
-            log_id = parsed.logId or new_log_id()
+            body = input_json(request, "input")
+            log_id = log_id_for(body) if isinstance(body, dict) else new_log_id()
+            parsed = parse_request(body)
             data = parsed.file_bytes()
             tracing.mark("orchestrator.received", log_id, at=received)
             tracing.mark("orchestrator.parsed", log_id)
 
-            async def emit(event: dict) -> None:
+            async def emit(event: PageEvent | FinalEvent) -> None:
                 # The final event closes the stream itself: one message fewer on the
                 # way back than a separate empty closing response.
-                flags = FINAL if event.get("type") == FINAL_EVENT else 0
+                flags = FINAL if isinstance(event, FinalEvent) else 0
                 sender.send(pb_utils.InferenceResponse([json_tensor("output", event)]), flags=flags)
-                tracing.mark(f"orchestrator.sent.{event.get('type')}", log_id)
+                tracing.mark(f"orchestrator.sent.{event.type}", log_id)
 
-            async with self._documents:
+            async with self.documents:
                 final = await cancel_when_abandoned(
                     request,
                     self.pipeline.run(
                         parsed,
-                        render_pages(data, parsed, window=self.settings.render_window),
+                        render_pages(data, parsed, window=self.settings.orchestrator.render_window),
                         emit,
                         log_id,
                         request.is_cancelled,
@@ -143,23 +149,16 @@ class TritonPythonModel:
                 )
             log.info(
                 "logId=%s done pages=%d seconds=%.3f",
-                log_id, len(final["dataInfo"]["pages"]), time.perf_counter() - started,
+                log_id, len(final.dataInfo.pages), time.perf_counter() - started,
             )
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - this request's answer
-            log.warning("logId=%s failed: %s", log_id or "-", exc)
+            log.warning("logId=%s failed: %s", log_id or "-", describe(exc))
             try:
                 sender.send(error_response(exc), flags=FINAL)
             except Exception as send_error:  # noqa: BLE001 - the client may be gone
                 log.info("logId=%s the error could not be sent: %s", log_id or "-", send_error)
-        finally:
-            self.in_flight -= 1
 
     def finalize(self) -> None:
-        deadline = time.monotonic() + 30
-        while self.in_flight and time.monotonic() < deadline:
-            time.sleep(0.1)
-        # The VLM client's pooled connections belong to the stub's event loop, which no
-        # longer runs callbacks by now (Triton stops it; closing on it timed out), so
-        # they close with the process. Without this, asyncio reports each as an ERROR
-        # ("Unclosed client session") on every unload.
-        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        """Documents in flight get 30 s to finish; then the VLM connections are closed
+        on the loop that opened them."""
+        self.background.close(timeout=30, cleanup=self.recognizer.aclose)

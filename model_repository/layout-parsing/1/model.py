@@ -8,29 +8,24 @@ from __future__ import annotations
 
 import triton_python_backend_utils as pb_utils
 
-from docparse.errors import InvalidRequestError
-from docparse.protocol import (
-    collect_events,
-    error_envelope,
-    error_status,
-    new_log_id,
-    success_envelope,
-)
+from docparse.errors import InvalidRequestError, as_error
+from docparse.logs import configure_logging
+from docparse.protocol import log_id_for, new_log_id
+from docparse.responses import ErrorEnvelope, LayoutParsingResponse, collect_events, parse_event
 from docparse.settings import Settings
 from docparse_triton.common import (
     FINAL,
     BackgroundLoop,
-    configure_logging,
     input_json,
-    json_output,
     json_tensor,
+    output_bytes,
     stream_responses,
 )
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        configure_logging(Settings().log_level)
+        configure_logging(Settings.load().general.log_level)
         self.background = BackgroundLoop()
 
     def execute(self, requests: list) -> None:
@@ -40,23 +35,22 @@ class TritonPythonModel:
 
     async def _serve(self, request) -> None:
         log_id = new_log_id()
+        envelope: LayoutParsingResponse | ErrorEnvelope
         try:
             body = input_json(request, "input")
             if not isinstance(body, dict):
                 raise InvalidRequestError("the request must be a JSON object")
-            if isinstance(body.get("logId"), str) and body["logId"]:
-                log_id = body["logId"]
-            body["logId"] = log_id
+            log_id = log_id_for(body)
             bls = pb_utils.InferenceRequest(
                 model_name="layout-parsing-stream",
-                inputs=[json_tensor("input", body)],
+                inputs=[json_tensor("input", {**body, "logId": log_id})],
                 requested_output_names=["output"],
             )
-            events = [json_output(r, "output") async for r in stream_responses(bls)]
-            envelope = success_envelope(log_id, collect_events(log_id, events))
+            events = [parse_event(output_bytes(r, "output")) async for r in stream_responses(bls)]
+            envelope = collect_events(log_id, events)
         except Exception as exc:  # noqa: BLE001 - PaddleX HPS reports errors in the envelope
-            message = getattr(exc, "message", None) or f"internal error: {exc}"
-            envelope = error_envelope(log_id, error_status(exc), message)
+            error = as_error(exc)
+            envelope = ErrorEnvelope(logId=log_id, errorCode=error.status, errorMsg=error.message)
         response = pb_utils.InferenceResponse([json_tensor("output", envelope, shape=(1, 1))])
         request.get_response_sender().send(response, flags=FINAL)
 

@@ -13,10 +13,11 @@ import triton_python_backend_utils as pb_utils
 
 from docparse.errors import InvalidRequestError
 from docparse.layout import build_layout_detector
+from docparse.logs import configure_logging
 from docparse.protocol import LayoutOptions, parse_request
 from docparse.settings import Settings
 from docparse.types import LayoutParams
-from docparse_triton.common import configure_logging, error_response, input_json, json_tensor
+from docparse_triton.common import error_response, input_json, json_tensor
 
 
 def page_image(request) -> np.ndarray:
@@ -32,8 +33,8 @@ def page_image(request) -> np.ndarray:
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        settings = Settings()
-        configure_logging(settings.log_level)
+        settings = Settings.load()
+        configure_logging(settings.general.log_level)
         # Fails here, naming the directory and what is missing, if the model is absent.
         self.detector = build_layout_detector(settings)
 
@@ -53,9 +54,9 @@ class TritonPythonModel:
             try:
                 found = self.detector.detect([image for _, image in items], params)
                 for (position, _), boxes in zip(items, found):
-                    boxes_json = [box.to_json() for box in boxes]
+                    det_boxes = [box.to_det_box() for box in boxes]
                     responses[position] = pb_utils.InferenceResponse(
-                        [json_tensor("boxes", boxes_json, shape=(1, 1))]
+                        [json_tensor("boxes", det_boxes, shape=(1, 1))]
                     )
             except Exception as exc:  # noqa: BLE001 - fails this group, not the server
                 for position, _ in items:

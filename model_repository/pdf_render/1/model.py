@@ -8,14 +8,15 @@ import triton_python_backend_utils as pb_utils
 
 from docparse.documents import open_document, page_window, parse_page_ranges
 from docparse.errors import InvalidRequestError
+from docparse.logs import configure_logging
 from docparse.settings import Settings
-from docparse_triton.common import FINAL, configure_logging, error_response, input_json, json_tensor
+from docparse_triton.common import FINAL, error_response, input_json, json_tensor
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        self.settings = Settings()
-        configure_logging(self.settings.log_level)
+        self.settings = Settings.load()
+        configure_logging(self.settings.general.log_level)
 
     async def execute(self, requests: list) -> None:
         # Decoupled + async: requests are served concurrently; pdfium itself is locked.
@@ -34,9 +35,9 @@ class TritonPythonModel:
                 open_document, data.tobytes(), options.get("fileType"), self.settings
             )
             try:
-                indices = parse_page_ranges(options.get("pages"), document.page_count, self.settings.max_pages)
+                indices = parse_page_ranges(options.get("pages"), document.page_count, self.settings.documents.max_pages)
                 window = page_window(indices, options.get("start"), options.get("limit"))
-                dpi = int(options.get("dpi") or self.settings.render_dpi)
+                dpi = int(options.get("dpi") or self.settings.documents.render_dpi)
                 pages = document.render(window, dpi)
                 for number in range(1, len(window) + 1):
                     page = await asyncio.to_thread(next, pages)

@@ -1,0 +1,102 @@
+"""What every parsing route needs, written once: the request read and validated, its
+logId, one end-to-end deadline, a slot in this worker, and the work cancelled when the
+client goes away. Routes get a ``ParsingCall`` from the ``parsing_call`` dependency and
+only shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, TypeVar
+
+from fastapi import Depends, Request
+
+from docparse import tracing
+from docparse.errors import DeadlineExceededError
+from docparse.protocol import log_id_for
+from docparse.responses import FinalEvent, LayoutParsingResponse, PageEvent, StreamEvent, collect_events
+from gateway import metrics
+from gateway.disconnect import unless_disconnected
+from gateway.inputs import request_body, validated_request
+from gateway.resources import Gateway, get_gateway
+
+T = TypeVar("T")
+
+
+@dataclass
+class ParsingCall:
+    gateway: Gateway
+    request: Request
+    log_id: str
+    body: dict[str, Any]  # the validated request, as Triton gets it
+    deadline: float  # event-loop time
+
+    async def within(self, work: Awaitable[T]) -> T:
+        """``await work`` unless the request's deadline passes first (then 504)."""
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await work
+        except TimeoutError:
+            metrics.TIMEOUTS.inc()
+            raise DeadlineExceededError(
+                f"the request did not finish within {self.gateway.settings.gateway.inference_timeout:g} s "
+                "(HPS_INFERENCE_TIMEOUT); its work was cancelled"
+            ) from None
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        """The document's events from Triton, holding a slot; closing it early frees the
+        slot and cancels the work."""
+        async with self.gateway.inference_slots.hold():
+            async with aclosing(self.gateway.triton.events(self.body, self.log_id)) as events:
+                async for event in events:
+                    if isinstance(event, PageEvent):
+                        self.request.state.pages += 1
+                        metrics.PAGES.inc()
+                    yield event
+
+    async def collect(self) -> LayoutParsingResponse:
+        """The whole document at once (unary routes)."""
+
+        async def read_all() -> list[StreamEvent]:
+            async with aclosing(self._events()) as events:
+                return [event async for event in events]
+
+        events = await self.within(unless_disconnected(self.request, read_all()))
+        return collect_events(self.log_id, events)
+
+    async def stream(self) -> AsyncIterator[StreamEvent]:
+        """The document's events for a streaming answer. The slot and the first event
+        are awaited before this returns, so a bad document is an error status rather
+        than a 200 stream; each later event must come within the deadline."""
+        events = self._events()
+        try:
+            first = await self.within(unless_disconnected(self.request, anext(events)))
+        except BaseException:
+            await events.aclose()
+            raise
+        return self._following(first, events)
+
+    async def _following(self, event: StreamEvent, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        async with aclosing(events):
+            while True:
+                yield event
+                if isinstance(event, FinalEvent):
+                    return
+                event = await self.within(anext(events))
+
+
+async def parsing_call(request: Request, gateway: Gateway = Depends(get_gateway)) -> ParsingCall:
+    """Read and validate the request; the deadline covers everything from here on."""
+    received = time.time()
+    deadline = asyncio.get_running_loop().time() + gateway.settings.gateway.inference_timeout
+    data = await request_body(request, gateway.settings.gateway)
+    log_id = log_id_for(data)
+    request.state.log_id = log_id
+    request.state.pages = 0
+    tracing.mark("gateway.received", log_id, at=received)
+    call = ParsingCall(gateway, request, log_id, {}, deadline)
+    call.body = await call.within(validated_request(data, gateway.settings.gateway, log_id))
+    tracing.mark("gateway.validated", log_id)
+    return call

@@ -1,0 +1,1 @@
+"""One router per API surface; ``gateway.app`` includes them all."""

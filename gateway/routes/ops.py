@@ -1,0 +1,76 @@
+"""Operations: liveness, readiness (each part the service needs, named when it fails)
+and the Prometheus metrics of all workers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable
+
+import httpx
+from fastapi import APIRouter, Depends
+from starlette.responses import Response
+
+from docparse.errors import BackendUnavailableError, describe
+from docparse.responses import Liveness, Readiness
+from gateway import metrics
+from gateway.errors import ModelResponse
+from gateway.resources import Gateway, get_gateway
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", summary="Liveness: the gateway process answers", response_model=Liveness)
+async def health() -> ModelResponse:
+    return ModelResponse(Liveness())
+
+
+@router.get(
+    "/health/ready",
+    summary="Readiness: Triton, each model and the VLM answer",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A part is not ready; `failing` names it."}},
+)
+async def ready(gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
+    timeout = gateway.settings.gateway.health_check_timeout
+    checks: dict[str, Awaitable[None]] = {"triton": gateway.triton.check_ready(timeout)}
+    if gateway.settings.recognition.engine == "vlm":
+        checks["vlm"] = check_vlm(gateway.http, gateway.settings.vlm.url, timeout)
+    results = {name: await check_part(check, timeout) for name, check in checks.items()}
+    failing = [f"{name}: {result}" for name, result in results.items() if result != "ok"]
+    if failing:
+        readiness = Readiness(status="unavailable", failing="; ".join(failing), checks=results)
+        return ModelResponse(readiness, status_code=503)
+    return ModelResponse(Readiness(status="ready", checks=results))
+
+
+@router.get("/metrics", summary="Prometheus metrics of all workers")
+async def prometheus() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+async def check_part(check: Awaitable[None], timeout: float) -> str:
+    """``ok``, or why the part is not ready."""
+    try:
+        await asyncio.wait_for(check, timeout)
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except Exception as exc:  # noqa: BLE001 - reported, named
+        return describe(exc)
+    return "ok"
+
+
+def vlm_health_url(vlm_url: str) -> str:
+    """vLLM serves /health at its root, beside /v1."""
+    root = vlm_url[: -len("/v1")] if vlm_url.endswith("/v1") else vlm_url
+    return f"{root}/health"
+
+
+async def check_vlm(http: httpx.AsyncClient, vlm_url: str, timeout: float) -> None:
+    url = vlm_health_url(vlm_url)
+    try:
+        response = await http.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise BackendUnavailableError(f"the VLM at {url} did not answer: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise BackendUnavailableError(f"the VLM at {url} answered {response.status_code}")
