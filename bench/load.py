@@ -991,7 +991,7 @@ def parse_options(argv: list[str]) -> Options:
             raise UsageError(f"{flag} must be > 0, got {value}")
     if args.vlm_latency < 0:
         raise UsageError(f"--vlm-latency must be >= 0, got {args.vlm_latency}")
-    from bench.vlm_simulator import PROFILES
+    from vlmsim.profiles import PROFILES
 
     if args.vlm_profile is not None and args.vlm_profile not in PROFILES:
         raise UsageError(f"--vlm-profile {args.vlm_profile!r}: known profiles are {', '.join(sorted(PROFILES))}")

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.vlm_simulator import SimulatorProcess
 from scripts.gateway_local import GatewayServer
 from scripts.processes import LaunchError
 from scripts.triton_local import TritonServer
+from vlmsim import SimulatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAYOUT_MODEL_NAME = "PP-DocLayoutV3"

@@ -13,19 +13,20 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.processes import free_port, http_ok, launch, log_tail, stop_group
+from scripts.processes import ChildServer, free_port, http_ok, launch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
-class GatewayServer:
+class GatewayServer(ChildServer):
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     workers: int = 2
     log_path: Path | None = None
     ready_timeout: float = 60.0
     process: subprocess.Popen | None = None
+    STOP_TIMEOUT = 40.0
 
     @property
     def url(self) -> str:
@@ -49,15 +50,3 @@ class GatewayServer:
             cwd=REPO_ROOT,
         )
         return self
-
-    def log_tail(self, lines: int = 60) -> str:
-        return log_tail(self.log_path, lines)
-
-    def stop(self, timeout: float = 40.0) -> None:
-        stop_group(self.process, timeout)
-
-    def __enter__(self) -> "GatewayServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

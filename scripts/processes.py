@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar, Self
 
 
 class LaunchError(RuntimeError):
@@ -122,3 +122,27 @@ def launch(
         stop_group(process)
         raise
     return process
+
+
+class ChildServer:
+    """What the local server launchers share: their log's tail, and ``with`` starting
+    and stopping them. A subclass sets ``process`` and ``log_path`` in ``start()``."""
+
+    process: subprocess.Popen | None
+    log_path: Path | None
+    STOP_TIMEOUT: ClassVar[float] = 30.0  # seconds ``stop`` gives the process by default
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 60) -> str:
+        return log_tail(self.log_path, lines)
+
+    def stop(self, timeout: float | None = None) -> None:
+        stop_group(self.process, self.STOP_TIMEOUT if timeout is None else timeout)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.processes import LaunchError, free_port, http_ok, launch, log_tail, stop_group
+from scripts.processes import ChildServer, LaunchError, free_port, http_ok, launch, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
@@ -117,7 +117,7 @@ def check_stub_links(backend_dir: Path, env: dict[str, str]) -> None:
 
 
 @dataclass
-class TritonServer:
+class TritonServer(ChildServer):
     """A tritonserver process on 127.0.0.1. Use as a context manager or call stop()."""
 
     model_repository: Path = DEFAULT_MODEL_REPOSITORY
@@ -198,9 +198,6 @@ class TritonServer:
             raise TritonLaunchError(str(exc)) from None
         return self
 
-    def log_tail(self, lines: int = 60) -> str:
-        return log_tail(self.log_path, lines)
-
     def is_ready(self) -> bool:
         return http_ok(f"http://{self.http_url}/v2/health/ready")
 
@@ -216,12 +213,6 @@ class TritonServer:
     def shm_regions(self) -> list[Path]:
         """This server's Python-backend shared-memory regions in /dev/shm."""
         return sorted(SHM_DIR.glob(f"{self.shm_prefix}*"))
-
-    def __enter__(self) -> "TritonServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

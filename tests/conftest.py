@@ -9,9 +9,9 @@ from typing import Iterator
 
 import pytest
 
-from bench.vlm_simulator import SimulatorProcess
 from scripts.triton_local import TritonServer
 from testkit.tiny_doclayout import build_model_dir
+from vlmsim import SimulatorProcess
 
 VLM_CONCURRENCY = 48  # room for 8 one-page documents (5 VLM regions each) at once
 

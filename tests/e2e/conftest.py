@@ -11,9 +11,9 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-from bench.vlm_simulator import SimulatorProcess
 from scripts.gateway_local import GatewayServer
 from scripts.triton_local import TritonServer
+from vlmsim import SimulatorProcess
 
 GatewayFactory = Callable[..., GatewayServer]
 

@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from bench.vlm_simulator import SimulatorProcess
 from docparse.cli import sse_events
 from scripts.triton_local import TritonServer
-from tests.conftest import triton_env
 from testkit.documents import corrupt_pdf, sample_image, sample_pdf
+from tests.conftest import triton_env
 from tests.support.tcp_relay import TcpRelay
+from vlmsim import SimulatorProcess
 
 pytestmark = pytest.mark.triton
 

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from bench.vlm_simulator import SimulatorProcess
+from vlmsim import SimulatorProcess
 
 
 @pytest.fixture(scope="module")

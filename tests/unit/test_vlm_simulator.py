@@ -16,19 +16,12 @@ from typing import Iterator
 import httpx
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench.vlm_simulator import (
-    PROFILES,
-    REFERENCE_PROMPT_TOKENS,
-    BatchingParams,
-    BatchScheduler,
-    OutputLengths,
-    Sequence,
-    SimulatorProcess,
-    batching_capacity,
-    build_parser,
-    config_from_args,
-)
+from vlmsim import SimulatorProcess
+from vlmsim.cli import build_parser, config_from_args
+from vlmsim.profiles import PROFILES, REFERENCE_PROMPT_TOKENS, BatchingParams, OutputLengths, batching_capacity
+from vlmsim.scheduler import BatchScheduler, Sequence
 
 
 def jpeg(width: int = 56, height: int = 28) -> bytes:
@@ -51,6 +44,14 @@ def chat(prompt: str = "Text Recognition:", image: bytes | None = None, model: s
 
 def post(sim: SimulatorProcess, body: object, request_id: str = "", **kwargs) -> httpx.Response:
     return httpx.post(f"{sim.url}/chat/completions", json=body, headers={"X-Request-Id": request_id}, **kwargs)
+
+
+def metric(sim: SimulatorProcess, name: str, **labels: str) -> float:
+    """The value of sample ``name`` whose labels include ``labels``, from /metrics as a
+    Prometheus scraper reads it."""
+    text = httpx.get(f"{sim.root}/metrics").text
+    samples = (sample for family in text_string_to_metric_families(text) for sample in family.samples)
+    return next(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
 
 
 @pytest.mark.parametrize(
@@ -200,10 +201,10 @@ def test_vllm_operational_endpoints(sim):
     assert httpx.get(f"{sim.root}/health").status_code == 200
     models = httpx.get(f"{sim.url}/models").json()
     assert models["object"] == "list" and [m["id"] for m in models["data"]] == ["glm-ocr"]
-    metrics = httpx.get(f"{sim.root}/metrics").text
-    assert 'vllm:num_requests_running{model_name="glm-ocr"} 0' in metrics
-    assert 'vllm:num_requests_waiting{model_name="glm-ocr"} 0' in metrics
-    assert 'vllm:request_success_total{finished_reason="stop",model_name="glm-ocr"} 1' in metrics
+    assert metric(sim, "vllm:num_requests_running", model_name="glm-ocr") == 0
+    assert metric(sim, "vllm:num_requests_waiting", model_name="glm-ocr") == 0
+    assert metric(sim, "vllm:request_success_total", finished_reason="stop", model_name="glm-ocr") == 1
+    assert metric(sim, "vllm:e2e_request_latency_seconds_bucket", le="+Inf") == 1
 
 
 
@@ -376,12 +377,6 @@ def batching(batching_server: SimulatorProcess) -> SimulatorProcess:
     return batching_server
 
 
-def metric(sim: SimulatorProcess, name: str) -> float:
-    """A sample's value from /metrics (the first whose name and labels start with ``name``)."""
-    text = httpx.get(f"{sim.root}/metrics").text
-    return float(next(line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name)))
-
-
 def test_the_fixed_timing_stays_the_default_and_a_profile_selects_batching(sim, batching):
     fixed, batched = sim.stats(), batching.stats()
     assert (fixed["timing"], fixed["profile"]) == ("fixed", None)
@@ -389,7 +384,7 @@ def test_the_fixed_timing_stays_the_default_and_a_profile_selects_batching(sim, 
     assert (batched["timing"], batched["profile"], batched["max_num_seqs"]) == ("vllm", "glm-ocr-a40", 64)
     bound = batching_capacity(PROFILES["glm-ocr-a40"], 64)
     assert batched["capacity_requests_per_second"] == pytest.approx(bound)
-    assert metric(batching, 'sim_capacity_requests_per_second{task="mix"') == pytest.approx(bound)
+    assert metric(batching, "sim_capacity_requests_per_second", task="mix") == pytest.approx(bound)
     assert metric(batching, "sim_max_num_seqs") == 64
 
 

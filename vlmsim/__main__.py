@@ -1,0 +1,7 @@
+"""``python -m vlmsim --help``."""
+
+import sys
+
+from vlmsim.cli import main
+
+sys.exit(main())
