@@ -1,1 +1,1 @@
-"""Benchmark tools and the VLM stand-in used by tests and benchmarks."""
+"""Benchmark tools: the load generator, the stack it starts, its reports, the GLM-OCR SDK peer and the soak run."""
