@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 import numpy as np
@@ -72,6 +72,21 @@ class TaskTable(Protocol):
 
 
 @dataclass
+class _Document:
+    """One document's state while its pages move through the pipeline."""
+
+    request: LayoutParsingRequest
+    log_id: str
+    is_cancelled: Callable[[], bool]
+    slots: asyncio.Semaphore  # pages of this document being worked on
+    timings: Timings = field(default_factory=Timings)
+    info: DocumentInfo | None = None
+    sizes: list[PageSize] = field(default_factory=list)
+    started: "asyncio.Queue[asyncio.Task | None]" = field(default_factory=asyncio.Queue)
+    budget_held: int = 0  # pages counted in the process-wide budget
+
+
+@dataclass
 class DocumentPipeline:
     recognizer: Recognizer
     tasks: TaskTable
@@ -98,60 +113,66 @@ class DocumentPipeline:
         the final event. Returns the final event. Raises the document-level error (a
         page that cannot be rendered) after emitting the pages finished before it."""
         started = time.perf_counter()
-        timings = Timings()
-        slots = asyncio.Semaphore(self.max_pages_in_flight)
-        queue: asyncio.Queue[asyncio.Task | None] = asyncio.Queue()
-        info_holder: list[DocumentInfo] = []
-        sizes: list[PageSize] = []
-        budget_held = 0  # pages of this document counted in the process-wide budget
-
-        async def produce() -> None:
-            nonlocal budget_held
-            render_started = time.perf_counter()
-            tracing.mark("render.requested", log_id)
-            try:
-                async for info, page in pages:
-                    timings.render += time.perf_counter() - render_started
-                    tracing.mark("page.rendered", log_id)
-                    if not info_holder:
-                        info_holder.append(info)
-                    sizes.append(PageSize(width=page.width, height=page.height))
-                    await slots.acquire()
-                    await self._page_budget.acquire()
-                    budget_held += 1
-                    if is_cancelled():
-                        break
-                    queue.put_nowait(asyncio.create_task(self._page(request, page, log_id, timings)))
-                    render_started = time.perf_counter()
-            finally:
-                queue.put_nowait(None)
-
-        producer = asyncio.create_task(produce())
+        document = _Document(request, log_id, is_cancelled, asyncio.Semaphore(self.max_pages_in_flight))
+        producer = asyncio.create_task(self._produce(document, pages))
         try:
-            while (task := await queue.get()) is not None:
-                page_index, result = await task
-                slots.release()
-                self._page_budget.release()
-                budget_held -= 1
-                if is_cancelled():
-                    raise asyncio.CancelledError("the request was cancelled")
-                total = info_holder[0].selected
-                await emit(PageEvent(logId=log_id, pageIndex=page_index, totalPages=total, result=result))
+            await self._deliver(document, emit)
             await producer  # re-raises a rendering error after the pages before it
         finally:
             producer.cancel()
-            while not queue.empty():
-                pending = queue.get_nowait()
-                if pending is not None:
-                    pending.cancel()
-            for _ in range(budget_held):  # pages given up on: their budget goes back
-                self._page_budget.release()
-        timings.total = time.perf_counter() - started
-        info = info_holder[0] if info_holder else DocumentInfo("unknown", 0, 0)
-        data_info = DataInfo(type=info.kind, numPages=info.page_count, pages=sizes)
-        final = FinalEvent(logId=log_id, dataInfo=data_info, timings=timings.rounded())
+            self._give_up(document)
+        document.timings.total = time.perf_counter() - started
+        info = document.info or DocumentInfo("unknown", 0, 0)
+        data_info = DataInfo(type=info.kind, numPages=info.page_count, pages=document.sizes)
+        final = FinalEvent(logId=log_id, dataInfo=data_info, timings=document.timings.rounded())
         await emit(final)
         return final
+
+    async def _produce(self, document: "_Document", pages: PageStream) -> None:
+        """Start each page as it is rendered, within the document's and the process's
+        bounds; ``None`` in the queue says there are no more."""
+        render_started = time.perf_counter()
+        tracing.mark("render.requested", document.log_id)
+        try:
+            async for info, page in pages:
+                document.timings.render += time.perf_counter() - render_started
+                tracing.mark("page.rendered", document.log_id)
+                document.info = document.info or info
+                document.sizes.append(PageSize(width=page.width, height=page.height))
+                await document.slots.acquire()
+                await self._page_budget.acquire()
+                document.budget_held += 1
+                if document.is_cancelled():
+                    break
+                work = self._page(document.request, page, document.log_id, document.timings)
+                document.started.put_nowait(asyncio.create_task(work))
+                render_started = time.perf_counter()
+        finally:
+            document.started.put_nowait(None)
+
+    async def _deliver(self, document: "_Document", emit: EmitFn) -> None:
+        """Emit the pages in the order they were started (document order)."""
+        while (task := await document.started.get()) is not None:
+            page_index, result = await task
+            document.slots.release()
+            self._page_budget.release()
+            document.budget_held -= 1
+            if document.is_cancelled():
+                raise asyncio.CancelledError("the request was cancelled")
+            total = document.info.selected if document.info else 0
+            event = PageEvent(logId=document.log_id, pageIndex=page_index, totalPages=total, result=result)
+            await emit(event)
+
+    def _give_up(self, document: "_Document") -> None:
+        """Cancel the pages not delivered and give their budget back (a failed or
+        abandoned document never keeps the process's pages)."""
+        while not document.started.empty():
+            pending = document.started.get_nowait()
+            if pending is not None:
+                pending.cancel()
+        for _ in range(document.budget_held):
+            self._page_budget.release()
+        document.budget_held = 0
 
     async def _page(
         self, request: LayoutParsingRequest, page: Page, log_id: str, timings: Timings
