@@ -1,5 +1,5 @@
 """Memory under sustained load: peak RSS of every process of the stack, and whether it
-grows (issue #6, "Memory").
+grows (BENCHMARKS.md, "Memory").
 
 Starts the stack (``bench.stack``), keeps ``--concurrency`` clients sending documents
 through the gateway for ``--duration`` seconds, and reads every process's resident set

@@ -109,9 +109,9 @@ class TritonLayoutClient:
         except InferenceServerException as exc:
             raise error_from_triton(exc) from None
         finally:
-            # A finished stream is closed, not cancelled (tritonserver 2.51 kept cancelled
-            # finished streams' requests and could not unload the model); a stream left
-            # early is cancelled so that the server stops working on it.
+            # A finished stream is closed, not cancelled (tritonserver 2.51 keeps the
+            # requests of cancelled finished streams and then cannot unload the model); a
+            # stream left early is cancelled so that the server stops working on it.
             client.stop_stream(cancel_requests=not finished)
             client.close()
 
@@ -204,8 +204,8 @@ class AsyncTritonClient:
             raise self._unavailable(exc) from None
         finally:
             # A finished stream is read to its end, never cancelled: cancelling a stream
-            # the server was closing left tritonserver 2.51 holding the request, so
-            # layout-parsing-stream could not unload and a stop waited the whole exit
+            # the server is closing leaves tritonserver 2.51 holding the request, so
+            # layout-parsing-stream cannot unload and a stop waits the whole exit
             # timeout. Leaving early (deadline, client gone) still cancels the work.
             if not ended:
                 responses.cancel()

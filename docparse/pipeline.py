@@ -94,8 +94,9 @@ class DocumentPipeline:
     layout_model: str
     max_pages_in_flight: int = 8
     # Every page being worked on holds its rendered image (6 MB for A4 at 144 dpi, in
-    # Triton's shared memory): a burst of documents times ``max_pages_in_flight`` pages
-    # once grew that by a gigabyte, and growing it cost more CPU than the work itself.
+    # Triton's shared memory): unbounded, a burst of documents times
+    # ``max_pages_in_flight`` pages holds gigabytes, and growing shared memory costs
+    # more CPU than the work itself.
     max_pages_in_process: int = 64
 
     def __post_init__(self) -> None:

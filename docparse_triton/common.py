@@ -86,9 +86,9 @@ _END = object()
 def use_large_default_executor(loop: asyncio.AbstractEventLoop) -> None:
     """BLS ``async_exec`` waits for its answer in the loop's default executor, and a
     decoupled call's blocking response iterator is advanced there too; each document
-    waiting for a page holds a thread. The default (cpu_count + 4 threads: 6 here)
-    silently capped documents in flight at 6, so every loop making BLS calls gets a pool
-    as large as the documents it may hold. Called by the BLS helpers below."""
+    waiting for a page holds a thread. The default (cpu_count + 4 threads: 6 on two
+    cores) would silently cap documents in flight at 6, so every loop making BLS calls
+    gets a pool as large as the documents it may hold. Called by the BLS helpers below."""
     if getattr(loop, "_docparse_pool", None) is None:
         loop._docparse_pool = concurrent.futures.ThreadPoolExecutor(  # type: ignore[attr-defined]
             max_workers=256, thread_name_prefix="bls-exec"

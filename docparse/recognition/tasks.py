@@ -1,6 +1,6 @@
 """Which task each layout label gets, and which prompt each task sends to the VLM.
 
-GLM-OCR's own defaults (see PLATFORM.md, "GLM-OCR facts"), overridable from the settings
+GLM-OCR's own defaults (its repository zai-org/GLM-OCR, ``glmocr/config.yaml``), overridable from the settings
 so that a deployment can drop or re-route labels without a code change.
 """
 

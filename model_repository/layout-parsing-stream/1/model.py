@@ -45,8 +45,9 @@ async def render_pages(
     data: bytes, request: LayoutParsingRequest, window: int
 ) -> AsyncIterator[tuple[DocumentInfo, RenderedPage]]:
     """The selected pages, asked of ``pdf_render`` ``window`` pages at a time: it sends
-    pages as fast as it renders them, and unread pages wait in shared memory (a burst
-    of long documents once grew it by gigabytes and slowed Triton to a crawl)."""
+    pages as fast as it renders them, and unread pages wait in shared memory (asked for
+    all at once, a burst of long documents holds gigabytes there and slows Triton to a
+    crawl)."""
     start, selected = 0, None
     while selected is None or start < selected:
         options = {"fileType": request.fileType, "pages": request.pages, "dpi": request.dpi,
