@@ -1,5 +1,5 @@
 """Side by side: our service and the GLM-OCR SDK on the same documents and the same VLM
-simulator, at several decode-slot counts (issue #6, "Peer").
+simulator, at several decode-slot counts (BENCHMARKS.md, "Peer").
 
 For each slot count one stack is started (simulator → tritonserver → gateway,
 ``bench.stack``). Both sides get the same batch: every test PDF ``--repeat`` times, all
