@@ -110,25 +110,13 @@ def parse_page_ranges(spec: str | None, page_count: int, max_pages: int | None =
     return indices
 
 
-def page_window(indices: list[int], start: object = None, limit: object = None) -> list[int]:
+def page_window(indices: list[int], start: int = 0, limit: int | None = None) -> list[int]:
     """``limit`` of the selected pages ``indices``, from the ``start``-th one (0-based).
 
     Why: a renderer's pages are sent as soon as they are rendered and wait in shared
     memory until their reader takes them (6 MB for an A4 page at 144 dpi), so the
     orchestrator asks for a long document a window at a time instead of all at once."""
-    first = _page_count_option("start", 0 if start is None else start, minimum=0)
-    if limit is None:
-        return indices[first:]
-    return indices[first:first + _page_count_option("limit", limit, minimum=1)]
-
-
-def _page_count_option(name: str, value: object, minimum: int) -> int:
-    """``value`` as a number of pages, at least ``minimum`` (JSON ``true`` is not one)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidRequestError(
-            f"option '{name}' must be a whole number of pages, {minimum} or more (got {value!r})"
-        )
-    return value
+    return indices[start:] if limit is None else indices[start:start + limit]
 
 
 def _parse_range(part: str, spec: str, page_count: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 import pybase64
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from docparse.errors import DocParseError, InvalidRequestError
 from docparse.settings import MIN_DPI
@@ -66,6 +66,19 @@ class LayoutOptions(BaseModel):
             unclip_ratio=tuple(unclip) if isinstance(unclip, list) else unclip,  # type: ignore[arg-type]
             merge_bboxes_mode=self.layoutMergeBboxesMode,  # type: ignore[arg-type]
         )
+
+
+class RenderOptions(BaseModel):
+    """The ``options`` input of ``pdf_render``: which pages, how, and which window of
+    them (a long document is asked for a window at a time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fileType: Literal[0, 1] | None = Field(None, description="0 = PDF, 1 = image; null = detect.")
+    pages: str | None = Field(None, description='1-based page ranges, "1-3,7"; null = all.')
+    dpi: int | None = Field(None, description="Rendering DPI; null = HPS_RENDER_DPI.")
+    start: StrictInt = Field(0, ge=0, description="First of the selected pages to render (0-based).")
+    limit: StrictInt | None = Field(None, ge=1, description="Most pages to render from start; null = all.")
 
 
 class LayoutParsingRequest(LayoutOptions):

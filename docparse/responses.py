@@ -142,6 +142,18 @@ class LayoutParsingResult(_Model):
     dataInfo: DataInfo
 
 
+class RenderedPageInfo(_Model):
+    """The ``page`` output of ``pdf_render``, beside each page's pixels."""
+
+    index: int = Field(description="0-based index of the page in the document.")
+    width: int
+    height: int
+    scale: float = Field(description="Page-image pixels per PDF point at the DPI used (1 for images).")
+    kind: str = Field(description="pdf or image.")
+    pageCount: int = Field(description="Pages in the document.")
+    selected: int = Field(description="Pages the request selected.")
+
+
 # --- envelopes (PaddleX: errorCode is 0 or the HTTP status) ---------------------------------
 
 

@@ -75,11 +75,6 @@ def output_bytes(response: "pb_utils.InferenceResponse", name: str) -> bytes | N
     return raw if isinstance(raw, bytes) else str(raw).encode()
 
 
-def json_output(response: "pb_utils.InferenceResponse", name: str) -> Any:
-    raw = output_bytes(response, name)
-    return None if raw is None else json.loads(raw)
-
-
 _END = object()
 
 

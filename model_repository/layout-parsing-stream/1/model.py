@@ -19,10 +19,10 @@ from docparse.documents import RenderedPage
 from docparse.errors import describe
 from docparse.logs import configure_logging
 from docparse.pipeline import DocumentInfo, DocumentPipeline
-from docparse.protocol import LayoutOptions, LayoutParsingRequest, log_id_for, new_log_id, parse_request
+from docparse.protocol import LayoutOptions, LayoutParsingRequest, RenderOptions, log_id_for, new_log_id, parse_request
 from docparse.recognition import build_recognizer
 from docparse.recognition.tasks import TaskTable
-from docparse.responses import DET_BOXES, FinalEvent, PageEvent
+from docparse.responses import DET_BOXES, FinalEvent, PageEvent, RenderedPageInfo
 from docparse.settings import Settings
 from docparse.types import LayoutBox
 from docparse_triton.common import (
@@ -32,7 +32,6 @@ from docparse_triton.common import (
     error_response,
     infer,
     input_json,
-    json_output,
     json_tensor,
     output_bytes,
     stream_responses,
@@ -50,8 +49,8 @@ async def render_pages(
     crawl)."""
     start, selected = 0, None
     while selected is None or start < selected:
-        options = {"fileType": request.fileType, "pages": request.pages, "dpi": request.dpi,
-                   "start": start, "limit": window}
+        options = RenderOptions(fileType=request.fileType, pages=request.pages, dpi=request.dpi,
+                                start=start, limit=window)
         bls = pb_utils.InferenceRequest(
             model_name="pdf_render",
             inputs=[
@@ -62,18 +61,12 @@ async def render_pages(
         )
         received = 0
         async for response in stream_responses(bls):
-            info = json_output(response, "page")
+            info = RenderedPageInfo.model_validate_json(output_bytes(response, "page"))
             image = pb_utils.get_output_tensor_by_name(response, "image").as_numpy()
-            page = RenderedPage(
-                index=info["index"],
-                image=image,
-                width=info["width"],
-                height=info["height"],
-                scale=info["scale"],
-            )
-            selected = info["selected"]
+            page = RenderedPage(index=info.index, image=image, width=info.width, height=info.height, scale=info.scale)
+            selected = info.selected
             received += 1
-            yield DocumentInfo(info["kind"], info["pageCount"], selected), page
+            yield DocumentInfo(info.kind, info.pageCount, selected), page
         if not received:  # nothing selected, or nothing left
             return
         start += received

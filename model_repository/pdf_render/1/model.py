@@ -6,9 +6,10 @@ import asyncio
 
 import triton_python_backend_utils as pb_utils
 
-from docparse.documents import open_document, page_window, parse_page_ranges
-from docparse.errors import InvalidRequestError
+from docparse.documents import Document, open_document, page_window, parse_page_ranges
 from docparse.logs import configure_logging
+from docparse.protocol import RenderOptions, parse_request
+from docparse.responses import RenderedPageInfo
 from docparse.settings import Settings
 from docparse_triton.common import FINAL, error_response, input_json, json_tensor
 
@@ -28,37 +29,10 @@ class TritonPythonModel:
         closed = False  # a response with the FINAL flag has been sent
         try:
             data = pb_utils.get_input_tensor_by_name(request, "document").as_numpy()
-            options = input_json(request, "options", required=False) or {}
-            if not isinstance(options, dict):
-                raise InvalidRequestError("input 'options' must be a JSON object")
-            document = await asyncio.to_thread(
-                open_document, data.tobytes(), options.get("fileType"), self.settings
-            )
+            options = parse_request(input_json(request, "options", required=False) or {}, RenderOptions)
+            document = await asyncio.to_thread(open_document, data.tobytes(), options.fileType, self.settings)
             try:
-                indices = parse_page_ranges(options.get("pages"), document.page_count, self.settings.documents.max_pages)
-                window = page_window(indices, options.get("start"), options.get("limit"))
-                dpi = int(options.get("dpi") or self.settings.documents.render_dpi)
-                pages = document.render(window, dpi)
-                for number in range(1, len(window) + 1):
-                    page = await asyncio.to_thread(next, pages)
-                    if request.is_cancelled():
-                        break
-                    info = {
-                        "index": page.index,
-                        "width": page.width,
-                        "height": page.height,
-                        "scale": page.scale,
-                        "kind": document.kind,
-                        "pageCount": document.page_count,
-                        "selected": len(indices),
-                    }
-                    # The last page closes the stream itself: no separate empty response
-                    # arriving while the orchestrator starts on that page.
-                    closed = number == len(window)
-                    sender.send(
-                        pb_utils.InferenceResponse([pb_utils.Tensor("image", page.image), json_tensor("page", info)]),
-                        flags=FINAL if closed else 0,
-                    )
+                closed = await self._send_pages(request, sender, document, options)
             finally:
                 document.close()
             if not closed:
@@ -66,3 +40,30 @@ class TritonPythonModel:
         except Exception as exc:  # noqa: BLE001 - every failure is this request's answer
             if not closed:
                 sender.send(error_response(exc), flags=FINAL)
+
+    async def _send_pages(self, request, sender, document: Document, options: RenderOptions) -> bool:
+        """Render the window's pages one by one, each sent as soon as it is ready.
+        Returns whether the stream was closed (by its last page)."""
+        limits = self.settings.documents
+        indices = parse_page_ranges(options.pages, document.page_count, limits.max_pages)
+        window = page_window(indices, options.start, options.limit)
+        pages = document.render(window, options.dpi or limits.render_dpi)
+        for number in range(1, len(window) + 1):
+            page = await asyncio.to_thread(next, pages)
+            if request.is_cancelled():
+                return False
+            info = RenderedPageInfo(
+                index=page.index,
+                width=page.width,
+                height=page.height,
+                scale=page.scale,
+                kind=document.kind,
+                pageCount=document.page_count,
+                selected=len(indices),
+            )
+            # The last page closes the stream itself: no separate empty response
+            # arriving while the orchestrator starts on that page.
+            last = number == len(window)
+            response = pb_utils.InferenceResponse([pb_utils.Tensor("image", page.image), json_tensor("page", info)])
+            sender.send(response, flags=FINAL if last else 0)
+        return bool(window)
