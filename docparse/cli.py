@@ -3,8 +3,8 @@
     docparse parse report.pdf --pages 1-3 --out out/    # out/report.md, out/report.json, figures
     docparse health                                     # the gateway's /health/ready
 
-The gateway is DOCPARSE_URL (default http://127.0.0.1:8080) or --url. Only the standard
-library and httpx.
+The gateway is DOCPARSE_URL (default http://127.0.0.1:8080) or --url. The standard
+library, httpx with httpx-sse for the event stream, and rich for the progress bar.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ import os
 import sys
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import httpx
+from httpx_sse import EventSource, SSEError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from docparse.responses import collect_events, parse_event
 
@@ -46,59 +50,88 @@ def error_from_envelope(body: Any, status: int) -> CliError:
 
 
 def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
-    """(event name, data) of each Server-Sent Event as it arrives."""
-    name, data = "message", []
-    for line in response.iter_lines():
-        if line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-        elif not line and data:
-            yield name, json.loads("\n".join(data))
-            name, data = "message", []
-    if data:
-        yield name, json.loads("\n".join(data))
+    """(event name, JSON data) of each Server-Sent Event as it arrives. httpx-sse decodes
+    the stream by the WHATWG rules: data over several lines, comments, and an event cut
+    off by the end of the stream dropped rather than half read."""
+    for event in EventSource(response).iter_sse():
+        if event.data:  # an event without data (a bare ``retry:``) carries nothing to read
+            yield event.event, json.loads(event.data)
 
 
-class Progress:
-    """Pages done and seconds elapsed on stderr: one rewritten line on a terminal."""
+class PagesPerSecond(ProgressColumn):
+    """The rate in pages: rich's own speed columns count bytes or "it"."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self.drawn = False
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} pages/s" if speed else "- pages/s", style="progress.data.speed")
 
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
 
-    def page(self, done: int, total: int | None = None) -> None:
-        of = f"/{total}" if total else ""
-        if self.tty:
-            width = 20
-            if total:
-                filled = int(width * done / total)
-                bar = "#" * filled + "." * (width - filled)
-            else:
-                bar = ("#" * (done % (width + 1))).ljust(width, ".")
-            sys.stderr.write(f"\r{self.name} [{bar}] page {done}{of} done  {self.elapsed():.1f} s")
-            self.drawn = True
-        else:
-            sys.stderr.write(f"page {done}{of} done ({self.elapsed():.1f} s)\n")
-        sys.stderr.flush()
+class BarProgress:
+    """rich's bar, for a person at a terminal: pages done/total, pages per second and
+    time left; it pulses until the gateway says how many pages there are."""
+
+    def __init__(self, name: str, console: Console) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            PagesPerSecond(),
+            TimeRemainingColumn(elapsed_when_finished=True),
+            console=console,
+        )
+        self.task = self.bar.add_task(name, total=None)
+        self.done = 0
+
+    def __enter__(self) -> BarProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is not None and not self.done:
+            self.bar.update(self.task, visible=False)  # no empty bar above the error message
+        self.bar.stop()
+
+    def page(self, done: int, total: int | None) -> None:
+        self.done = done
+        self.bar.update(self.task, completed=done, total=total, refresh=True)
 
     def finish(self, total: int) -> None:
-        if self.tty:
-            self.page(total, total)
-            sys.stderr.write("\n")
-        else:
-            sys.stderr.write(f"{total} page(s) parsed in {self.elapsed():.1f} s\n")
-        sys.stderr.flush()
+        self.bar.update(self.task, completed=total, total=total, refresh=True)
 
-    def abandon(self) -> None:
-        if self.tty and self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+
+class LineProgress:
+    """One line per page, for a log or a pipe, where a redrawn bar would be noise."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
+        self.started = time.monotonic()
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def say(self, line: str) -> None:
+        self.file.write(f"{line}\n")
+        self.file.flush()
+
+    def page(self, done: int, total: int | None) -> None:
+        of = f"/{total}" if total else ""
+        self.say(f"page {done}{of} done ({time.monotonic() - self.started:.1f} s)")
+
+    def finish(self, total: int) -> None:
+        self.say(f"{total} page(s) parsed in {time.monotonic() - self.started:.1f} s")
+
+
+PageProgress = BarProgress | LineProgress
+
+
+def page_progress(name: str, console: Console | None = None) -> PageProgress:
+    """Where pages done are shown: a bar when stderr (or ``console``) is a terminal that
+    can redraw a line (not TERM=dumb), plain lines elsewhere."""
+    console = console or Console(stderr=True)
+    return BarProgress(name, console) if console.is_interactive else LineProgress(console.file)
 
 
 def safe_relative(path: str) -> PurePosixPath:
@@ -133,6 +166,47 @@ def write_outputs(source: Path, out: Path, result: dict) -> list[Path]:
     return written
 
 
+def error_from_response(response: httpx.Response) -> CliError:
+    """The error of a refused request (before any event): its envelope, or its text."""
+    response.read()
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    return error_from_envelope(body, response.status_code)
+
+
+def stream_pages(url: str, source: Path, form: dict[str, str], progress: PageProgress) -> tuple[list[dict], dict]:
+    """The page events and the final one of /layout-parsing/stream, each page shown as it
+    arrives; every failure as a CliError that says what happened."""
+    pages: list[dict] = []
+    try:
+        with open(source, "rb") as handle, httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+            files = {"file": (source.name, handle)}
+            with client.stream("POST", f"{url}/layout-parsing/stream", files=files, data=form) as response:
+                if response.status_code != 200:
+                    raise error_from_response(response)
+                for name, event in sse_events(response):
+                    if name == "page" or event.get("type") == "page":
+                        pages.append(event)
+                        progress.page(len(pages), event.get("totalPages"))
+                    elif name == "final" or event.get("type") == "final":
+                        return pages, event
+                    else:
+                        raise error_from_envelope(event, 500)
+    except httpx.ConnectError:
+        raise unreachable(url) from None
+    except httpx.TimeoutException as exc:
+        raise CliError(f"the gateway at {url} did not answer in time ({type(exc).__name__})") from None
+    except SSEError as exc:
+        raise CliError(f"{url} did not answer with Server-Sent Events: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"the gateway at {url} sent an event that is not JSON: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"the connection to {url} failed: {exc}") from None
+    raise CliError("the stream ended before its final event (the gateway stopped?)")
+
+
 def parse_command(args: argparse.Namespace) -> int:
     source = Path(args.file)
     if not source.is_file():
@@ -144,51 +218,11 @@ def parse_command(args: argparse.Namespace) -> int:
         form["pages"] = args.pages
     if args.dpi:
         form["dpi"] = str(args.dpi)
-    progress = Progress(source.name)
-    pages: list[dict] = []
-    final: dict | None = None
-    try:
-        with open(source, "rb") as handle, httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
-            with client.stream(
-                "POST",
-                f"{url}/layout-parsing/stream",
-                files={"file": (source.name, handle)},
-                data=form,
-            ) as response:
-                if response.status_code != 200:
-                    response.read()
-                    try:
-                        body: Any = response.json()
-                    except ValueError:
-                        body = response.text
-                    raise error_from_envelope(body, response.status_code)
-                for name, event in sse_events(response):
-                    if name == "page" or event.get("type") == "page":
-                        pages.append(event)
-                        progress.page(len(pages))
-                    elif name == "final" or event.get("type") == "final":
-                        final = event
-                        break
-                    else:
-                        raise error_from_envelope(event, 500)
-    except httpx.ConnectError:
-        progress.abandon()
-        raise unreachable(url) from None
-    except httpx.TimeoutException as exc:
-        progress.abandon()
-        raise CliError(f"the gateway at {url} did not answer in time ({type(exc).__name__})") from None
-    except httpx.HTTPError as exc:
-        progress.abandon()
-        raise CliError(f"the connection to {url} failed: {exc}") from None
-    except CliError:
-        progress.abandon()
-        raise
-    if final is None:
-        progress.abandon()
-        raise CliError("the stream ended before its final event (the gateway stopped?)")
-    events = [parse_event(event) for event in (*pages, final)]
-    result = collect_events(final.get("logId", ""), events).result.model_dump()
-    progress.finish(len(result["layoutParsingResults"]))
+    with page_progress(source.name) as progress:
+        pages, final = stream_pages(url, source, form, progress)
+        events = [parse_event(event) for event in (*pages, final)]
+        result = collect_events(final.get("logId", ""), events).result.model_dump()
+        progress.finish(len(result["layoutParsingResults"]))
     written = write_outputs(source, out, result)
     figures = len(written) - 2
     print(f"wrote {written[0]} and {written[1]}" + (f" and {figures} figure(s)" if figures else ""))
