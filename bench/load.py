@@ -38,6 +38,7 @@ from typing import AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
 import aiohttp
 import httpx
+from httpx_sse import EventSource, SSEError
 
 from bench.report import distribution, markdown, write_reports
 from bench.stages import Mark, breakdown, read_marks, vlm_marks
@@ -123,19 +124,16 @@ class Sender(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict]]:
-    """(event name, data) of each Server-Sent Event (async twin of docparse.cli.sse_events)."""
-    name, data = "message", []
-    async for line in lines:
-        if line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-        elif not line and data:
-            yield name, json.loads("\n".join(data))
-            name, data = "message", []
-    if data:
-        yield name, json.loads("\n".join(data))
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict]]:
+    """(event name, JSON data) of each Server-Sent Event, decoded by httpx-sse as in the
+    CLI (aiohttp has no SSE reader, and its line reader refuses a page's long lines):
+    aiohttp's bytes go in as the body of an httpx.Response, which costs no connection."""
+    stream = httpx.Response(
+        response.status, headers={"Content-Type": response.content_type}, content=response.content.iter_any()
+    )
+    async for event in EventSource(stream).aiter_sse():
+        if event.data:  # an event without data (a bare ``retry:``) carries nothing to read
+            yield event.event, json.loads(event.data)
 
 
 def envelope_message(body: bytes) -> str:
@@ -143,19 +141,6 @@ def envelope_message(body: bytes) -> str:
         return str(json.loads(body).get("errorMsg"))[:300]
     except (ValueError, AttributeError):
         return body.decode("utf-8", errors="replace")[:300]
-
-
-async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """The text lines of a byte stream (an SSE line, a page's data, can be longer than
-    aiohttp's own line reader accepts)."""
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.rstrip(b"\r").decode("utf-8")
-    if pending:
-        yield pending.rstrip(b"\r").decode("utf-8")
 
 
 class GatewaySender:
@@ -199,11 +184,11 @@ class GatewaySender:
             async with self.http.post(f"{self.url}/layout-parsing/stream", data=content, headers=headers) as response:
                 if response.status != 200:
                     raise RequestFailed(f"HTTP {response.status}", envelope_message(await response.read()))
-                async for name, event in sse_events(lines_of(response.content.iter_any())):
+                async for name, event in sse_events(response):
                     if name == "error":
                         raise RequestFailed(f"stream error {event.get('errorCode')}", str(event.get("errorMsg")))
                     yield event
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, SSEError) as exc:
             raise RequestFailed(type(exc).__name__, str(exc) or repr(exc)) from None
 
     async def aclose(self) -> None:

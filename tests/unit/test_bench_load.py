@@ -8,12 +8,14 @@ import json
 import os
 import random
 
+import aiohttp
 import numpy as np
 import pytest
 
 from bench import load, report
 from bench.load import ClosedLoop, OpenLoop, RequestFailed, RequestRecord, Snapshot
 from bench.stack import descendants, parse_proc_stat, prometheus_samples, read_cpu_seconds, stub_model
+from tests.support.event_stream import AWKWARD, AWKWARD_EVENTS, EventStreamServer, Stream, sse
 
 
 def test_percentiles_interpolate_like_numpy():
@@ -90,26 +92,36 @@ def test_union_of_vlm_calls_counts_overlaps_once():
     assert load.union_seconds([(0, 2), (1, 3), (5, 6), (5.5, 5.7)]) == pytest.approx(4.0)
 
 
-async def test_sse_events_are_parsed():
-    async def lines():
-        for line in ["event: page", 'data: {"type": "page"}', "", "event: final", 'data: {"type": "final"}', ""]:
-            yield line
+async def test_sse_events_are_named_span_lines_and_an_unfinished_last_one_is_dropped():
+    with EventStreamServer(AWKWARD) as server:
+        async with aiohttp.ClientSession() as http, http.post(server.url, data=b"") as response:
+            assert [event async for event in load.sse_events(response)] == AWKWARD_EVENTS
 
-    assert [event async for event in load.sse_events(lines())] == [
-        ("page", {"type": "page"}), ("final", {"type": "final"})
+
+async def sent_through_the_gateway_sender(*pieces: bytes, content_type: str = "text/event-stream") -> list[dict]:
+    with EventStreamServer(Stream(pieces, content_type=content_type)) as server:
+        sender = load.GatewaySender(server.url, "stream", timeout=30)
+        try:
+            return [event async for event in sender.events({"logId": "t"})]
+        finally:
+            await sender.aclose()
+
+
+async def test_the_gateway_sender_yields_the_events_and_fails_on_an_error_event():
+    page, final = {"type": "page", "pageIndex": 0}, {"type": "final"}
+    assert await sent_through_the_gateway_sender(sse("page", json.dumps(page)), sse("final", json.dumps(final))) == [
+        page, final
     ]
 
+    error = {"errorCode": 504, "errorMsg": "took too long"}
+    with pytest.raises(RequestFailed) as failed:
+        await sent_through_the_gateway_sender(sse("page", json.dumps(page)), sse("error", json.dumps(error)))
+    assert (failed.value.kind, failed.value.message) == ("stream error 504", "took too long")
 
+    with pytest.raises(RequestFailed) as failed:
+        await sent_through_the_gateway_sender(b"<html></html>", content_type="text/html")
+    assert failed.value.kind == "SSEError" and "text/html" in failed.value.message
 
-async def test_lines_are_cut_from_chunks_whatever_their_boundaries_and_length():
-    long_data = "data: " + "x" * 300_000  # a page event with images: longer than aiohttp's line reader takes
-    stream = f"event: page\r\n{long_data}\r\n\r\nevent: final\ndata: {{}}".encode()
-
-    async def chunks():
-        for start in range(0, len(stream), 7777):
-            yield stream[start : start + 7777]
-
-    assert [line async for line in load.lines_of(chunks())] == ["event: page", long_data, "", "event: final", "data: {}"]
 
 def snapshot(clock: float, cpu: dict, succeeded: int, busy: float | None = None) -> Snapshot:
     stats = {"succeeded": succeeded, "max_concurrency": 8}
