@@ -197,21 +197,20 @@ class GatewaySender:
 
 
 class TritonSender:
-    """gRPC straight to Triton's ``layout-parsing-stream``, with the gateway's own client."""
+    """gRPC straight to Triton's ``layout-parsing-stream``, with the client the gateway uses."""
 
     def __init__(self, url: str) -> None:
-        from docparse.settings import Settings
-        from gateway.triton import TritonConnection
+        from docparse.client import AsyncTritonClient
 
         self.name = "triton grpc"
-        self.connection = TritonConnection(url, Settings().max_body_bytes)
+        self.connection = AsyncTritonClient(url)
 
     async def events(self, body: dict) -> AsyncIterator[dict]:
         from docparse.errors import DocParseError
 
         try:
             async for event in self.connection.events(body, body["logId"]):
-                yield event
+                yield event.model_dump()
         except DocParseError as exc:
             raise RequestFailed(f"Triton {exc.status}", exc.message) from None
 
@@ -227,7 +226,7 @@ def vlm_region_counter() -> Callable[[dict], int]:
     from docparse.settings import Settings
     from docparse.types import Task
 
-    table = TaskTable.from_settings(Settings())
+    table = TaskTable.from_settings(Settings.load().recognition)
     read = {Task.TEXT, Task.TABLE, Task.FORMULA}
 
     def count(result: dict) -> int:

@@ -73,7 +73,7 @@ def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
         seconds = time.monotonic() - started
         print(f"2-page parse with the CPU engines: {seconds:.1f} s")
         assert parsed.returncode == 0, parsed.stderr + output_of(process, log)
-        assert "page 2 done" in parsed.stderr
+        assert "page 2/2 done" in parsed.stderr
 
         markdown = (tmp_path / "out" / "doc.md").read_text(encoding="utf-8")
         assert any(line.startswith(("# ", "## ")) for line in markdown.splitlines()), markdown
