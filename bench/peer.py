@@ -23,7 +23,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.load import GatewaySender, RequestRecord, load_document, machine_info, positive_list, send, vlm_region_counter
+from bench.documents import load_document
+from bench.machine import machine_info
+from bench.options import positive_list
+from bench.senders import GatewaySender, RequestRecord, send, vlm_region_counter
 from bench.report import markdown_table
 from bench.stack import BenchStack, StackConfig
 

@@ -20,7 +20,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.load import GatewaySender, load_document, machine_info, send, vlm_region_counter
+from bench.documents import load_document
+from bench.machine import machine_info
+from bench.senders import GatewaySender, send, vlm_region_counter
 from bench.report import markdown_table
 from bench.stack import BenchStack, StackConfig
 

@@ -1,5 +1,7 @@
-"""The pure parts of the benchmark: percentiles, arrival schedules, /proc and metrics
-parsing, a point's numbers and the report files. (tests/e2e/test_bench_smoke.py runs it.)"""
+"""The benchmark's parts one by one: percentiles, arrival schedules, /proc and metrics
+parsing, the gateway sender against a real scripted event-stream server, a point's
+numbers, the report files and the command line. (tests/e2e/test_bench_smoke.py runs it
+whole, against the real stack.)"""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ import numpy as np
 import pytest
 
 from bench import load, report
-from bench.load import ClosedLoop, OpenLoop, RequestFailed, RequestRecord, Snapshot
+from bench.loadgen import ClosedLoop, OpenLoop, arrival_offsets
+from bench.options import parse_options
+from bench.overhead import gateway_share, union_seconds
+from bench.point import summarize_point
+from bench.sampling import Snapshot, metric_total
+from bench.senders import GatewaySender, RequestFailed, RequestRecord, sse_events
 from bench.stack import descendants, parse_proc_stat, prometheus_samples, read_cpu_seconds, stub_model
 from tests.support.event_stream import AWKWARD, AWKWARD_EVENTS, EventStreamServer, Stream, sse
 
@@ -28,13 +35,13 @@ def test_percentiles_interpolate_like_numpy():
 
 
 def test_uniform_arrivals_are_evenly_spaced():
-    offsets = list(itertools.islice(load.arrival_offsets(4.0, "uniform", random.Random(0)), 5))
+    offsets = list(itertools.islice(arrival_offsets(4.0, "uniform", random.Random(0)), 5))
     assert offsets == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
 
 
 def test_poisson_arrivals_have_the_asked_mean_gap_and_repeat_with_the_seed():
     def first(n: int) -> list[float]:
-        return list(itertools.islice(load.arrival_offsets(2.0, "poisson", random.Random(7)), n))
+        return list(itertools.islice(arrival_offsets(2.0, "poisson", random.Random(7)), n))
 
     offsets = first(20_000)
     gaps = np.diff(offsets)
@@ -43,7 +50,7 @@ def test_poisson_arrivals_have_the_asked_mean_gap_and_repeat_with_the_seed():
     assert gaps.std() == pytest.approx(0.5, rel=0.05)  # exponential: std = mean
     assert first(10) == offsets[:10]
     with pytest.raises(ValueError):
-        next(load.arrival_offsets(0, "poisson", random.Random(0)))
+        next(arrival_offsets(0, "poisson", random.Random(0)))
 
 
 def test_proc_stat_of_this_process():
@@ -81,26 +88,26 @@ def test_counters_are_found_with_or_without_their_total_suffix():
         "# TYPE vllm:num_requests_running gauge\n"
         'vllm:num_requests_running{model_name="glm-ocr"} 5\n'
     )
-    assert load.metric_total(samples, "nv_inference_exec_count") == 7
-    assert load.metric_total(samples, "nv_inference_exec_count", model="pdf_render") == 3
-    assert load.metric_total(samples, "vllm:num_requests_running") == 5
-    assert load.metric_total(samples, "missing") is None
+    assert metric_total(samples, "nv_inference_exec_count") == 7
+    assert metric_total(samples, "nv_inference_exec_count", model="pdf_render") == 3
+    assert metric_total(samples, "vllm:num_requests_running") == 5
+    assert metric_total(samples, "missing") is None
 
 
 def test_union_of_vlm_calls_counts_overlaps_once():
-    assert load.union_seconds([]) == 0
-    assert load.union_seconds([(0, 2), (1, 3), (5, 6), (5.5, 5.7)]) == pytest.approx(4.0)
+    assert union_seconds([]) == 0
+    assert union_seconds([(0, 2), (1, 3), (5, 6), (5.5, 5.7)]) == pytest.approx(4.0)
 
 
 async def test_sse_events_are_named_span_lines_and_an_unfinished_last_one_is_dropped():
     with EventStreamServer(AWKWARD) as server:
         async with aiohttp.ClientSession() as http, http.post(server.url, data=b"") as response:
-            assert [event async for event in load.sse_events(response)] == AWKWARD_EVENTS
+            assert [event async for event in sse_events(response)] == AWKWARD_EVENTS
 
 
 async def sent_through_the_gateway_sender(*pieces: bytes, content_type: str = "text/event-stream") -> list[dict]:
     with EventStreamServer(Stream(pieces, content_type=content_type)) as server:
-        sender = load.GatewaySender(server.url, "stream", timeout=30)
+        sender = GatewaySender(server.url, "stream", timeout=30)
         try:
             return [event async for event in sender.events({"logId": "t"})]
         finally:
@@ -147,7 +154,7 @@ def fixed_point(busy: tuple[float, float] | None = None) -> dict:
     before = snapshot(100.0, {key: 10.0 for key in roles}, 50, busy and busy[0])
     after = snapshot(110.0, {(role, pid): 10.0 + 0.4 * pid for role, pid in roles}, 69, busy and busy[1])
     samples = [(4.0, 0.0), (2.0, 1.0)]
-    return load.summarize_point(OpenLoop(0.5, "poisson", 8), records, 100.0, 110.0, before, after, samples)
+    return summarize_point(OpenLoop(0.5, "poisson", 8), records, 100.0, 110.0, before, after, samples)
 
 
 def test_a_point_counts_pages_regions_errors_and_cpu_per_page():
@@ -193,7 +200,7 @@ def fixed_results() -> dict:
         "stack": {"config": {"vlm_latency": 0.2, "vlm_slots": 64}},
         "points": [closed, dict(closed, load=ClosedLoop(16).describe())],
         "overhead": [overhead_row, dict(overhead_row, target="triton")],
-        "gateway_share_s": load.gateway_share([overhead_row, dict(overhead_row, target="triton")]),
+        "gateway_share_s": gateway_share([overhead_row, dict(overhead_row, target="triton")]),
     }
 
 
@@ -230,13 +237,13 @@ def test_bad_command_lines_get_a_message_not_a_traceback(argv, message, capsys):
 
 
 def test_command_line_defaults():
-    options = load.parse_options([])
+    options = parse_options([])
     assert options.loads == [ClosedLoop(1), ClosedLoop(4), ClosedLoop(16), ClosedLoop(64)]
     assert options.window.duration == 10.0 and options.window.requests is None
     assert [d.name for d in options.documents] == ["pdf:2"] and options.documents[0].file_type == 0
     assert options.overhead_document.name == "image" and options.overhead_document.file_type == 1
-    assert load.parse_options(["--overhead-document", "pdf:1"]).overhead_document.name == "pdf:1"
-    rate = load.parse_options(["--rate", "0.5,2", "--arrival", "uniform", "--requests", "7"])
+    assert parse_options(["--overhead-document", "pdf:1"]).overhead_document.name == "pdf:1"
+    rate = parse_options(["--rate", "0.5,2", "--arrival", "uniform", "--requests", "7"])
     assert rate.loads == [OpenLoop(0.5, "uniform", 256), OpenLoop(2.0, "uniform", 256)]
     assert rate.window.requests == 7 and rate.window.duration is None
 
