@@ -81,8 +81,20 @@ def load_label(point: dict) -> str:
 
 def markdown(results: dict) -> str:
     """The human-readable report."""
+    parts = run_description(results)
+    points = results["points"]
+    if points:
+        parts += throughput_table(points) + cpu_tables(points)
+    overhead = results.get("overhead") or []
+    if overhead:
+        parts += overhead_table(overhead, results.get("gateway_share_s") or {}) + stage_tables(overhead)
+    return "\n".join(parts) + "\n"
+
+
+def run_description(results: dict) -> list[str]:
+    """The title and what was run, on what: the numbers below mean nothing without it."""
     run, machine = results["run"], results["machine"]
-    parts = [
+    return [
         f"# DocParse HPS benchmark {run['started']}",
         "",
         f"Target **{run['target']}**{' (' + run['route'] + ')' if run['target'] == 'gateway' else ''}, "
@@ -95,61 +107,69 @@ def markdown(results: dict) -> str:
         "",
         "Numbers from a shared or small machine are indicative only.",
     ]
-    points = results["points"]
-    if points:
-        parts += ["", "## Throughput and latency", "", markdown_table(
-            ["load", "pages/s", "regions/s", "requests ok/failed", "latency p50/p95/p99 ms",
-             "first page p50 ms", "VLM utilisation", "queued at client (p95 wait ms)", "errors"],
-            [[
-                load_label(p),
-                _num(p["pages_per_s"]),
-                _num(p["regions_per_s"]),
-                f"{p['requests']['ok']}/{p['requests']['failed']}",
-                "/".join(_ms(p["latency_s"][k]) for k in ("p50", "p95", "p99")),
-                _ms(p["first_page_s"]["p50"]),
-                _num(p["vlm_utilisation"]["value"]),
-                f"{p['queued_requests']} ({_ms(p['queue_wait_s']['p95'])})" if "queued_requests" in p else "–",
-                ", ".join(f"{kind}: {e['count']}" for kind, e in p["errors"].items()) or "0",
-            ] for p in points],
-        ), "", f"Regions counted from {points[0]['regions']['source']}; the simulator's "
-            "succeeded calls in the same window are in results.json "
-            "(`regions.simulator_succeeded_calls`). VLM utilisation: "
-            f"{points[0]['vlm_utilisation']['method']}."]
-        roles = sorted({role for p in points for role in p["cpu"]["by_role"]})
-        parts += ["", "## CPU seconds per page, by process", "", markdown_table(
-            ["load", *roles, "all"],
-            [[load_label(p), *(_num(p["cpu"]["by_role"].get(r, {}).get("per_page_s"), 3) for r in roles),
-              _num(p["cpu"]["total_per_page_s"], 3)] for p in points],
+
+
+def throughput_table(points: list[dict]) -> list[str]:
+    """Per point: pages and regions per second, latency, VLM utilisation, errors."""
+    return ["", "## Throughput and latency", "", markdown_table(
+        ["load", "pages/s", "regions/s", "requests ok/failed", "latency p50/p95/p99 ms",
+         "first page p50 ms", "VLM utilisation", "queued at client (p95 wait ms)", "errors"],
+        [[
+            load_label(p),
+            _num(p["pages_per_s"]),
+            _num(p["regions_per_s"]),
+            f"{p['requests']['ok']}/{p['requests']['failed']}",
+            "/".join(_ms(p["latency_s"][k]) for k in ("p50", "p95", "p99")),
+            _ms(p["first_page_s"]["p50"]),
+            _num(p["vlm_utilisation"]["value"]),
+            f"{p['queued_requests']} ({_ms(p['queue_wait_s']['p95'])})" if "queued_requests" in p else "–",
+            ", ".join(f"{kind}: {e['count']}" for kind, e in p["errors"].items()) or "0",
+        ] for p in points],
+    ), "", f"Regions counted from {points[0]['regions']['source']}; the simulator's "
+        "succeeded calls in the same window are in results.json "
+        "(`regions.simulator_succeeded_calls`). VLM utilisation: "
+        f"{points[0]['vlm_utilisation']['method']}."]
+
+
+def cpu_tables(points: list[dict]) -> list[str]:
+    """Per point: CPU seconds per page by process and by stage, and Triton's compute time
+    per page by model (when Triton reported any)."""
+    roles = sorted({role for p in points for role in p["cpu"]["by_role"]})
+    parts = ["", "## CPU seconds per page, by process", "", markdown_table(
+        ["load", *roles, "all"],
+        [[load_label(p), *(_num(p["cpu"]["by_role"].get(r, {}).get("per_page_s"), 3) for r in roles),
+          _num(p["cpu"]["total_per_page_s"], 3)] for p in points],
+    )]
+    stages = list(points[0]["stages"])
+    parts += ["", "## CPU seconds per page, by stage", "", markdown_table(
+        ["load", *stages],
+        [[load_label(p), *(_num(p["stages"][s]["cpu_per_page_s"], 4) for s in stages)] for p in points],
+    ), "", "Sources: " + "; ".join(f"{s}: {points[0]['stages'][s]['source']}" for s in stages) + "."]
+    models = sorted({m for p in points for m in p["triton_compute"]})
+    if models:
+        parts += ["", "## Triton compute time per page (ms, wall, from Triton's metrics)", "", markdown_table(
+            ["load", *models],
+            [[load_label(p), *(_num(p["triton_compute"].get(m, {}).get("compute_ms_per_page"), 1)
+                               for m in models)] for p in points],
         )]
-        stages = list(points[0]["stages"])
-        parts += ["", "## CPU seconds per page, by stage", "", markdown_table(
-            ["load", *stages],
-            [[load_label(p), *(_num(p["stages"][s]["cpu_per_page_s"], 4) for s in stages)] for p in points],
-        ), "", "Sources: " + "; ".join(f"{s}: {points[0]['stages'][s]['source']}" for s in stages) + "."]
-        models = sorted({m for p in points for m in p["triton_compute"]})
-        if models:
-            parts += ["", "## Triton compute time per page (ms, wall, from Triton's metrics)", "", markdown_table(
-                ["load", *models],
-                [[load_label(p), *(_num(p["triton_compute"].get(m, {}).get("compute_ms_per_page"), 1)
-                                   for m in models)] for p in points],
-            )]
-    overhead = results.get("overhead") or []
-    if overhead:
-        parts += ["", "## Overhead at concurrency 1 (p50, ms)", "",
-                  "overhead = end-to-end − (render + layout + VLM); VLM from the simulator's call "
-                  "records (union of each request's calls, received → finished).", "", markdown_table(
-            ["target", "document", "requests", "end-to-end", "render", "layout", "VLM", "overhead",
-             "overhead p95", "of which crop CPU"],
-            [[o["target"], o["document"], str(o["requests"]),
-              *(_ms(o[k]["p50"]) for k in ("end_to_end_s", "render_s", "layout_s", "vlm_s", "overhead_s")),
-              _ms(o["overhead_s"]["p95"]), _ms(o["crop_cpu_s"]["p50"])] for o in overhead],
-        )]
-        shares = results.get("gateway_share_s") or {}
-        if shares:
-            parts += ["", "The gateway's share (gateway overhead − Triton overhead, p50): " + ", ".join(
-                f"{document}: {_ms(value)} ms" for document, value in shares.items()) + "."]
-        parts += stage_tables(overhead)
-    return "\n".join(parts) + "\n"
+    return parts
+
+
+def overhead_table(overhead: list[dict], shares: dict[str, float | None]) -> list[str]:
+    """The overhead measurements at concurrency 1 and the gateway's share of them."""
+    parts = ["", "## Overhead at concurrency 1 (p50, ms)", "",
+             "overhead = end-to-end − (render + layout + VLM); VLM from the simulator's call "
+             "records (union of each request's calls, received → finished).", "", markdown_table(
+        ["target", "document", "requests", "end-to-end", "render", "layout", "VLM", "overhead",
+         "overhead p95", "of which crop CPU"],
+        [[o["target"], o["document"], str(o["requests"]),
+          *(_ms(o[k]["p50"]) for k in ("end_to_end_s", "render_s", "layout_s", "vlm_s", "overhead_s")),
+          _ms(o["overhead_s"]["p95"]), _ms(o["crop_cpu_s"]["p50"])] for o in overhead],
+    )]
+    if shares:
+        parts += ["", "The gateway's share (gateway overhead − Triton overhead, p50): " + ", ".join(
+            f"{document}: {_ms(value)} ms" for document, value in shares.items()) + "."]
+    return parts
 
 
 def stage_tables(overhead: list[dict]) -> list[str]:
