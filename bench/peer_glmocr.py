@@ -239,8 +239,46 @@ def run(args: argparse.Namespace) -> dict:
     # ("document_<i>"), as GlmOcr.parse(bytes) does.
     paths = [path for _ in range(args.repeat) for path in args.documents]
     blobs = [path.read_bytes() for path in paths]
+    startup = start_pipeline(pipeline, url)
+    tally = Tally(paths, blobs)
+    try:
+        if args.mode == "batch":
+            tally.consume(pipeline, list(range(len(blobs))))
+        else:
+            for unit in range(len(blobs)):
+                tally.consume(pipeline, [unit])
+    finally:
+        wall = time.perf_counter() - tally.t_start
+        pipeline.stop()
 
-    errors: list[str] = []
+    if tally.failed_regions:
+        tally.errors.append(f"{tally.failed_regions} region(s) without content (VLM call failed)")
+    tally.per_document.sort(key=lambda d: d["unit"])
+    return {
+        "peer": "glmocr",
+        "mode": args.mode,
+        "vlm_url": url,
+        "model": args.model,
+        "documents": len(blobs),
+        "pages": tally.pages,
+        "wall_seconds": round(wall, 3),
+        "pages_per_second": round(tally.pages / wall, 3) if wall > 0 else None,
+        "startup_seconds": round(startup, 3),
+        # batch: from the start of the one process() call to that document's result;
+        # sequential: that document's own process() call
+        "per_document_seconds": [d["seconds"] for d in tally.per_document],
+        "per_document": tally.per_document,
+        "errors": tally.errors,
+        "settings": sdk_settings(pc, args.repeat),
+        "client": recorder.summary(tally.t_start),
+        "versions": versions(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def start_pipeline(pipeline, url: str) -> float:
+    """Start the SDK's pipeline; the seconds it took. A VLM that fails the SDK's start-up
+    probe ends the run with a message saying what the probe sends and needs."""
     t0 = time.perf_counter()
     try:
         pipeline.start()  # the SDK's text-only "hello" probe; it raises after connect_timeout (30 s)
@@ -251,83 +289,70 @@ def run(args: argparse.Namespace) -> dict:
             "'content': [{'type': 'text', 'text': 'hello'}]}], 'max_tokens': 10, 'temperature': 0.1, "
             "'model': ...} and needs HTTP 200)"
         ) from None
-    startup = time.perf_counter() - t0
+    return time.perf_counter() - t0
 
-    per_document: list[dict] = []
-    pages = failed_regions = 0
-    t_start = time.perf_counter()
 
-    def consume(units: list[int]) -> None:
-        nonlocal pages, failed_regions
-        request = {"messages": [{"role": "user", "content": [{"type": "image_bytes", "data": blobs[u]} for u in units]}]}
+class Tally:
+    """What the SDK returned, document by document as its results complete, counted from
+    ``t_start`` (made after the pipeline started)."""
+
+    def __init__(self, paths: list[Path], blobs: list[bytes]) -> None:
+        self.paths = paths
+        self.blobs = blobs
+        self.per_document: list[dict] = []
+        self.errors: list[str] = []
+        self.pages = 0
+        self.failed_regions = 0
+        self.t_start = time.perf_counter()
+
+    def consume(self, pipeline, units: list[int]) -> None:
+        """One ``process()`` call over the documents ``units`` (indices of ``blobs``)."""
+        content = [{"type": "image_bytes", "data": self.blobs[u]} for u in units]
+        request = {"messages": [{"role": "user", "content": content}]}
         t_call = time.perf_counter()
         try:
             for result in pipeline.process(request, save_layout_visualization=False, preserve_order=False):
-                done = time.perf_counter()
-                name = (result.original_images or ["document_?"])[0]
-                local = int(name.rsplit("_", 1)[1]) if name.rsplit("_", 1)[-1].isdigit() else -1
-                unit = units[local] if 0 <= local < len(units) else -1
-                raw = result.raw_json_result or []
-                bad = sum(1 for page in raw for region in page if region.get("content") is None)
-                pages += len(raw)
-                failed_regions += bad
-                per_document.append({
-                    "unit": unit,
-                    "document": str(paths[unit]) if unit >= 0 else name,
-                    "pages": len(raw),
-                    "failed_regions": bad,
-                    "seconds": round(done - t_call, 3),
-                    "finished_at_s": round(done - t_start, 3),
-                    "first_region": (raw[0][0].get("content") if raw and raw[0] else None),
-                })
+                self.add(result, units, t_call)
         except Exception as exc:  # noqa: BLE001 - the SDK raises pipeline errors after the last result
-            errors.append(f"{type(exc).__name__}: {exc}")
+            self.errors.append(f"{type(exc).__name__}: {exc}")
 
-    try:
-        if args.mode == "batch":
-            consume(list(range(len(blobs))))
-        else:
-            for unit in range(len(blobs)):
-                consume([unit])
-    finally:
-        wall = time.perf_counter() - t_start
-        pipeline.stop()
+    def add(self, result, units: list[int], t_call: float) -> None:
+        """One document's result; its name ("document_<i>", i its place in the call) says
+        which unit it is."""
+        done = time.perf_counter()
+        name = (result.original_images or ["document_?"])[0]
+        local = int(name.rsplit("_", 1)[1]) if name.rsplit("_", 1)[-1].isdigit() else -1
+        unit = units[local] if 0 <= local < len(units) else -1
+        raw = result.raw_json_result or []
+        bad = sum(1 for page in raw for region in page if region.get("content") is None)
+        self.pages += len(raw)
+        self.failed_regions += bad
+        self.per_document.append({
+            "unit": unit,
+            "document": str(self.paths[unit]) if unit >= 0 else name,
+            "pages": len(raw),
+            "failed_regions": bad,
+            "seconds": round(done - t_call, 3),
+            "finished_at_s": round(done - self.t_start, 3),
+            "first_region": (raw[0][0].get("content") if raw and raw[0] else None),
+        })
 
-    if failed_regions:
-        errors.append(f"{failed_regions} region(s) without content (VLM call failed)")
-    per_document.sort(key=lambda d: d["unit"])
+
+def sdk_settings(pc, repeat: int) -> dict:
+    """The SDK settings the run used (``pc``: its pipeline config), for the result JSON."""
     return {
-        "peer": "glmocr",
-        "mode": args.mode,
-        "vlm_url": url,
-        "model": args.model,
-        "documents": len(blobs),
-        "pages": pages,
-        "wall_seconds": round(wall, 3),
-        "pages_per_second": round(pages / wall, 3) if wall > 0 else None,
-        "startup_seconds": round(startup, 3),
-        # batch: from the start of the one process() call to that document's result;
-        # sequential: that document's own process() call
-        "per_document_seconds": [d["seconds"] for d in per_document],
-        "per_document": per_document,
-        "errors": errors,
-        "settings": {
-            "layout": "off: whole page = one text region (Pipeline layout_detector hook)",
-            "max_workers": pc.max_workers,
-            "connection_pool_size": pc.ocr_api.connection_pool_size,
-            "pdf_dpi": pc.page_loader.pdf_dpi,
-            "max_pixels": pc.page_loader.max_pixels,
-            "image_format": pc.page_loader.image_format,
-            "max_tokens": pc.page_loader.max_tokens,
-            "request_timeout": pc.ocr_api.request_timeout,
-            "retry_max_attempts": pc.ocr_api.retry_max_attempts,
-            "page_maxsize": pc.page_maxsize,
-            "region_maxsize": pc.region_maxsize,
-            "repeat": args.repeat,
-        },
-        "client": recorder.summary(t_start),
-        "versions": versions(),
-        "cpu_count": os.cpu_count(),
+        "layout": "off: whole page = one text region (Pipeline layout_detector hook)",
+        "max_workers": pc.max_workers,
+        "connection_pool_size": pc.ocr_api.connection_pool_size,
+        "pdf_dpi": pc.page_loader.pdf_dpi,
+        "max_pixels": pc.page_loader.max_pixels,
+        "image_format": pc.page_loader.image_format,
+        "max_tokens": pc.page_loader.max_tokens,
+        "request_timeout": pc.ocr_api.request_timeout,
+        "retry_max_attempts": pc.ocr_api.retry_max_attempts,
+        "page_maxsize": pc.page_maxsize,
+        "region_maxsize": pc.region_maxsize,
+        "repeat": repeat,
     }
 
 
