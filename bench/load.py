@@ -18,8 +18,8 @@ results.png, and the servers' logs in stack/.
 The parts, by concern: bench.options (the command line), bench.documents (what is sent),
 bench.senders (one request, gateway or Triton), bench.loadgen (closed and open loop),
 bench.point (one point's window and numbers), bench.sampling (what the stack reports),
-bench.overhead (the overhead measurement), bench.machine (machine, versions, commit),
-bench.stack (the stack), bench.report (the files).
+bench.overhead (the overhead measurement), bench.stages (its time cut into stages),
+bench.machine (machine, versions, commit), bench.stack (the stack), bench.report (the files).
 """
 
 from __future__ import annotations
