@@ -29,6 +29,8 @@ from bench.stack import BenchStack
 
 @dataclass(frozen=True)
 class Window:
+    """How long a point is measured: a fixed time, or until enough requests finished."""
+
     duration: float | None  # seconds
     requests: int | None  # or: until this many requests have finished
 
@@ -54,6 +56,8 @@ class Run:
 
 
 async def measure_point(run: Run, load: ClosedLoop | OpenLoop) -> dict:
+    """Warm up, measure the window, let the requests in flight finish uncounted and the
+    service go idle (so the next point starts from rest); the point's numbers."""
     stack = run.stack
     finished: list[RequestRecord] = []  # inside the window
     warm_clients = asyncio.Event()
