@@ -86,53 +86,23 @@ class VlmClient:
     loop's CPU with httpx, 0.65 ms and 0.35 ms with aiohttp (BENCHMARKS.md, "Overhead"),
     and its connection pool costs the same with 64 connections as with one."""
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        *,
-        api_key: str | None = None,
-        max_concurrency: int = 64,
-        timeout: float = 120.0,
-        connect_timeout: float = 5.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-        backoff_max: float = 8.0,
-    ) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self.max_concurrency = max_concurrency
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    def __init__(self, settings: VlmSettings) -> None:
+        self.settings = settings
+        self.url = settings.url + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
 
-    @classmethod
-    def from_settings(cls, settings: VlmSettings) -> "VlmClient":
-        return cls(
-            settings.url,
-            settings.model,
-            api_key=settings.api_key,
-            max_concurrency=settings.max_concurrency,
-            timeout=settings.timeout,
-            connect_timeout=settings.connect_timeout,
-            max_retries=settings.max_retries,
-            backoff=settings.retry_backoff,
-            backoff_max=settings.retry_backoff_max,
-        )
+    @property
+    def model(self) -> str:
+        return self.settings.model
 
     @property
     def slots(self) -> asyncio.Semaphore:
         """The limit on calls in flight, made on first use inside the running loop (a
         Triton stub's loop exists only once ``execute`` runs)."""
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_concurrency)
+            self._slots = asyncio.Semaphore(self.settings.max_concurrency)
         return self._slots
 
     @property
@@ -141,8 +111,8 @@ class VlmClient:
         one connection per call in flight at most."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_concurrency, keepalive_timeout=KEEPALIVE_SECONDS),
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.connect_timeout),
+                connector=aiohttp.TCPConnector(limit=self.settings.max_concurrency, keepalive_timeout=KEEPALIVE_SECONDS),
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout, sock_connect=self.settings.connect_timeout),
                 headers=self._headers,
             )
         return self._session
@@ -161,7 +131,7 @@ class VlmClient:
         """The model's answer for one image and prompt. Raises ``RecognitionError`` once
         the retries are spent or when retrying cannot help."""
         body: dict = {
-            "model": self.model,
+            "model": self.settings.model,
             "messages": [{
                 "role": "user",
                 "content": [
@@ -178,7 +148,7 @@ class VlmClient:
             body["repetition_penalty"] = repetition_penalty
         content = json_bytes(body)
         headers = {"X-Request-Id": request_id, "Content-Type": "application/json"}
-        attempts = self.max_retries + 1
+        attempts = self.settings.max_retries + 1
         attempt = 0
         while True:
             attempt += 1
@@ -212,17 +182,17 @@ class VlmClient:
         """Retry-After when the server gave one, else exponential backoff with full
         jitter (spreads the retries of many regions that failed together); both capped."""
         if isinstance(outcome, VlmAnswer) and (wait := retry_after(outcome)) is not None:
-            return min(wait, self.backoff_max)
-        return random.uniform(0, min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
+            return min(wait, self.settings.retry_backoff_max)
+        return random.uniform(0, min(self.settings.retry_backoff_max, self.settings.retry_backoff * 2 ** (attempt - 1)))
 
     def _describe(self, outcome: VlmAnswer | Exception, attempts: int) -> str:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if isinstance(outcome, VlmAnswer):
             return f"VLM answered {outcome.status} after {tries}: {server_message(outcome)}"
         if isinstance(outcome, aiohttp.ConnectionTimeoutError):
-            return f"VLM at {self.url} did not accept a connection within {self.connect_timeout:g} s ({tries})"
+            return f"VLM at {self.url} did not accept a connection within {self.settings.connect_timeout:g} s ({tries})"
         if isinstance(outcome, asyncio.TimeoutError):
-            return f"VLM timed out after {self.timeout:g} s ({tries})"
+            return f"VLM timed out after {self.settings.timeout:g} s ({tries})"
         if isinstance(outcome, aiohttp.ClientConnectorError):
             return f"VLM at {self.url} could not be reached after {tries}: {outcome}"
         return f"VLM call failed after {tries}: {type(outcome).__name__}: {outcome}"
@@ -270,7 +240,7 @@ class VlmRecognizer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "VlmRecognizer":
-        return cls(VlmClient.from_settings(settings.vlm), TaskTable.from_settings(settings.recognition), settings)
+        return cls(VlmClient(settings.vlm), TaskTable.from_settings(settings.recognition), settings)
 
     async def recognize(
         self, page: np.ndarray, jobs: Sequence[RegionJob], params: RecognitionParams

@@ -177,7 +177,7 @@ async def test_final_timings_name_every_stage_and_crop_cpu_grows_with_the_region
     """crop_cpu counts the orchestrator's own CPU per region (crop, resize, JPEG), so a
     page with more regions costs more; no wall-clock threshold is involved."""
     settings = Settings(vlm=VlmSettings(url=sim.url, max_retries=0))
-    client = VlmClient.from_settings(settings.vlm)
+    client = VlmClient(settings.vlm)
     tasks = TaskTable.from_settings(settings.recognition)
     noise = np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)
 

@@ -26,12 +26,9 @@ def error(status: int, message: str = "boom", **headers: str) -> Reply:
 
 
 def make_client(url: str, **options) -> VlmClient:
-    settings = dict(
-        api_key=None, max_concurrency=8, timeout=120.0, connect_timeout=5.0,
-        max_retries=2, backoff=0.001, backoff_max=0.01,
-    )
+    settings = dict(max_concurrency=8, max_retries=2, retry_backoff=0.001, retry_backoff_max=0.01)
     settings.update(options)
-    return VlmClient(url, "glm-ocr", **settings)
+    return VlmClient(VlmSettings(url=url, **settings))
 
 
 async def complete(client: VlmClient, **options) -> str:
@@ -93,7 +90,7 @@ async def test_unset_options_and_key_are_not_sent():
 
 async def test_429_waits_for_retry_after_then_succeeds():
     result, requests = await run(
-        error(429, "busy", **{"Retry-After": "0.2"}), answer("ok"), client_options={"backoff_max": 5.0}
+        error(429, "busy", **{"Retry-After": "0.2"}), answer("ok"), client_options={"retry_backoff_max": 5.0}
     )
     assert result == "ok"
     assert len(requests) == 2
@@ -109,7 +106,7 @@ async def test_retry_after_is_capped_by_the_longest_backoff(monkeypatch):
         await real_sleep(0)
 
     monkeypatch.setattr("docparse.recognition.vlm.asyncio.sleep", recorded_sleep)
-    result, _ = await run(error(429, **{"Retry-After": "600"}), answer("ok"), client_options={"backoff_max": 0.05})
+    result, _ = await run(error(429, **{"Retry-After": "600"}), answer("ok"), client_options={"retry_backoff_max": 0.05})
     assert result == "ok"
     assert waits == [0.05]  # not the 600 s the server asked for
 
@@ -197,17 +194,3 @@ async def test_each_failure_is_logged_with_the_request_id(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
     assert all("logId=doc-42" in line and "503" in line for line in lines)
-
-
-async def test_from_settings_uses_every_vlm_setting():
-    settings = VlmSettings(
-        url="http://gpu-box:8000/v1", model="GLM", api_key="k", max_concurrency=3,
-        timeout=9, connect_timeout=2, max_retries=5, retry_backoff=0.1, retry_backoff_max=1,
-    )
-    client = VlmClient.from_settings(settings)
-    try:
-        assert client.url == "http://gpu-box:8000/v1/chat/completions"
-        assert (client.model, client.max_concurrency, client.max_retries) == ("GLM", 3, 5)
-        assert (client.timeout, client.connect_timeout, client.backoff, client.backoff_max) == (9, 2, 0.1, 1)
-    finally:
-        await client.aclose()

@@ -179,7 +179,7 @@ def test_clean_answer_removes_wrappers_around_tables_and_formulas(answer, task, 
 async def test_every_allowed_call_runs_at_once_and_no_more(sim, limit):
     """The connection pool carries HPS_VLM_MAX_CONCURRENCY calls at once, and no more."""
     sim.configure(latency=0.3)
-    client = VlmClient(sim.url, "glm-ocr", max_concurrency=limit)
+    client = VlmClient(VlmSettings(url=sim.url, max_concurrency=limit))
     image = encode_jpeg_data_uri(np.full((56, 56, 3), 255, dtype=np.uint8))
     try:
         await asyncio.gather(*(

@@ -53,13 +53,8 @@ class TritonPythonModel:
             if request.is_cancelled():
                 return False
             info = RenderedPageInfo(
-                index=page.index,
-                width=page.width,
-                height=page.height,
-                scale=page.scale,
-                kind=document.kind,
-                pageCount=document.page_count,
-                selected=len(indices),
+                index=page.index, width=page.width, height=page.height, scale=page.scale,
+                kind=document.kind, pageCount=document.page_count, selected=len(indices),
             )
             # The last page closes the stream itself: no separate empty response
             # arriving while the orchestrator starts on that page.
