@@ -42,7 +42,8 @@ class Gateway:
             await gateway.http.aclose()
 
 
-def get_gateway(request: Request) -> Gateway:
-    """The worker's resources (a FastAPI dependency)."""
+async def get_gateway(request: Request) -> Gateway:
+    """The worker's resources (a FastAPI dependency; ``async`` so that FastAPI calls it
+    on the event loop, not in its thread pool)."""
     gateway: Gateway = request.app.state.gateway
     return gateway
