@@ -19,8 +19,9 @@ from docparse.responses import (
     PageResult,
     ParsingBlock,
     PrunedResult,
+    RegionCounts,
 )
-from docparse.types import LayoutBox, RegionResult, Task
+from docparse.types import READ_TASKS, LayoutBox, RegionResult, Task
 
 _HEADING_PREFIX = {"doc_title": "# ", "paragraph_title": "## "}
 
@@ -208,7 +209,14 @@ def build_page_result(page: np.ndarray, blocks: Sequence[Block], ctx: PageContex
         ),
         outputImages=output_images,
         inputImage=input_image,
+        regions=region_counts(blocks),
     )
+
+
+def region_counts(blocks: Sequence[Block]) -> RegionCounts:
+    read = [block for block in blocks if block.task in READ_TASKS]
+    failed = sum(1 for block in read if block.result.failure is not None)
+    return RegionCounts(recognized=len(read) - failed, failed=failed)
 
 
 def failed_page_result(index: int, width: int, height: int, model_settings: ModelSettings, message: str) -> PageResult:
@@ -224,4 +232,5 @@ def failed_page_result(index: int, width: int, height: int, model_settings: Mode
             error=message,
         ),
         markdown=MarkdownResult(text="", images={}, isStart=True, isEnd=True),
+        regions=RegionCounts(recognized=0, failed=0),
     )

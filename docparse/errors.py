@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
+from typing import NamedTuple
 
 
 class ErrorKind(enum.Enum):
@@ -26,6 +27,9 @@ class ErrorKind(enum.Enum):
     CLIENT_GONE = (499, "CANCELLED", False, "The client went away; the work was cancelled.")
     INTERNAL = (500, "INTERNAL", False, "An internal error; the message and the server log say which.")
     RECOGNITION_FAILED = (502, "UNAVAILABLE", False, "The recognition model (VLM) failed after its retries.")
+    RECOGNITION_UNAVAILABLE = (
+        503, "UNAVAILABLE", True, "The recognition model (VLM) cannot be reached; Retry-After says when to retry."
+    )
     BACKEND_UNAVAILABLE = (503, "UNAVAILABLE", False, "A backend (Triton) cannot be reached; /health/ready names it.")
     OVERLOADED = (503, "UNAVAILABLE", True, "The server is busy; Retry-After says in how many seconds to retry.")
     DEADLINE_EXCEEDED = (504, "UNAVAILABLE", False, "HPS_INFERENCE_TIMEOUT passed; the work was cancelled.")
@@ -113,6 +117,13 @@ class RecognitionError(DocParseError):
     kind = ErrorKind.RECOGNITION_FAILED
 
 
+class RecognitionUnavailableError(RecognitionError):
+    """The VLM cannot be reached (refused, timed out, known to be down); retrying later
+    can succeed."""
+
+    kind = ErrorKind.RECOGNITION_UNAVAILABLE
+
+
 class BackendUnavailableError(DocParseError):
     """A service we depend on (Triton) cannot be reached."""
 
@@ -138,15 +149,20 @@ _CLASS_FOR_KIND: dict[ErrorKind, type[DocParseError]] = {
     ErrorKind.CLIENT_GONE: ClientGoneError,
     ErrorKind.INTERNAL: InternalError,
     ErrorKind.RECOGNITION_FAILED: RecognitionError,
+    ErrorKind.RECOGNITION_UNAVAILABLE: RecognitionUnavailableError,
     ErrorKind.BACKEND_UNAVAILABLE: BackendUnavailableError,
     ErrorKind.OVERLOADED: OverloadedError,
     ErrorKind.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
-# The kind a bare status becomes: the first row with that status (BACKEND_UNAVAILABLE
-# before OVERLOADED: a 503 that crossed a hop has lost its Retry-After).
-_KIND_FOR_STATUS: dict[int, ErrorKind] = {}
-for _kind in ErrorKind:
-    _KIND_FOR_STATUS.setdefault(_kind.status, _kind)
+
+
+
+def _kind_for(status: int, retry_after: int | None) -> ErrorKind | None:
+    """The first row with ``status`` whose retry matches whether a Retry-After came
+    along (a 503 without one is BACKEND_UNAVAILABLE, with one OVERLOADED or alike),
+    else the first row with ``status``."""
+    rows = [kind for kind in ErrorKind if kind.status == status]
+    return next((kind for kind in rows if kind.retry == (retry_after is not None)), rows[0] if rows else None)
 
 
 def describe(exc: BaseException) -> str:
@@ -169,24 +185,25 @@ def as_error(exc: BaseException) -> DocParseError:
     return InternalError(f"internal error: {describe(exc)}")
 
 
-def error_for_status(status: int, message: str) -> DocParseError:
+def error_for_status(status: int, message: str, retry_after: int | None = None) -> DocParseError:
     """The error of the table's row for ``status``, for an error crossing a process hop
     (a status with no row keeps its number on a plain ``DocParseError``)."""
-    kind = _KIND_FOR_STATUS.get(status)
+    kind = _kind_for(status, retry_after)
     if kind is None:
         error = DocParseError(message)
         error.status = status
         return error
-    return _CLASS_FOR_KIND[kind](message)
+    return _CLASS_FOR_KIND[kind](message, retry_after=retry_after)
 
 
 def error_for_code(code_name: str, message: str) -> DocParseError:
     """Our error for an error that crossed a hop: the status tag at the start of its
     message when our model put one there, else its Triton code (``INVALID_ARG``) or gRPC
     status name (``INVALID_ARGUMENT``, ``StatusCode.INVALID_ARGUMENT``)."""
-    status, text = split_status(message)
-    if status is not None:
-        return error_for_status(status, text)
+    tag = split_status(message)
+    if tag.status is not None:
+        return error_for_status(tag.status, tag.message, tag.retry_after)
+    text = tag.message
     name = code_name.rsplit(".", 1)[-1]
     if name == "DEADLINE_EXCEEDED":
         return DeadlineExceededError(text)
@@ -195,17 +212,26 @@ def error_for_code(code_name: str, message: str) -> DocParseError:
 
 
 # Triton's streaming gRPC API carries only an error's message, not its code, so our
-# models put the status at the start of the message: "[422] field 'file': not valid base64".
-_STATUS_TAG = re.compile(r"^\[(\d{3})\] ")
+# models put the status at the start of the message: "[422] field 'file': not valid
+# base64", and a Retry-After with it where retrying helps: "[503 retry-after=10] …".
+_STATUS_TAG = re.compile(r"^\[(\d{3})(?: retry-after=(\d+))?\] ")
 
 
-def tag_status(status: int, message: str) -> str:
-    return f"[{status}] {message}"
+class StatusTag(NamedTuple):
+    status: int | None
+    retry_after: int | None
+    message: str
 
 
-def split_status(message: str) -> tuple[int | None, str]:
-    """``(status, message)`` from a tagged message; ``(None, message)`` when untagged."""
+def tag_status(error: DocParseError) -> str:
+    retry = f" retry-after={error.retry_after}" if error.retry_after is not None else ""
+    return f"[{error.status}{retry}] {error.message}"
+
+
+def split_status(message: str) -> StatusTag:
+    """The status (and Retry-After) of a tagged message; ``None`` when untagged."""
     match = _STATUS_TAG.match(message)
     if match is None:
-        return None, message
-    return int(match.group(1)), message[match.end():]
+        return StatusTag(None, None, message)
+    retry_after = int(match.group(2)) if match.group(2) else None
+    return StatusTag(int(match.group(1)), retry_after, message[match.end():])

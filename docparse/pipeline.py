@@ -29,11 +29,12 @@ from docparse.assemble import (
     image_path_for,
     reading_order,
 )
-from docparse.errors import describe
+from docparse.errors import DocParseError, as_error
+from docparse.outcome import DocumentOutcome
 from docparse.protocol import LayoutOptions, LayoutParsingRequest
 from docparse.recognition.base import Recognizer
 from docparse.responses import DataInfo, FinalEvent, ModelSettings, PageEvent, PageResult, PageSize, Timings
-from docparse.types import LayoutBox, RegionJob, Task
+from docparse.types import LayoutBox, RegionJob, RegionResult, Task
 
 log = logging.getLogger("docparse.pipeline")
 
@@ -80,6 +81,7 @@ class _Document:
     is_cancelled: Callable[[], bool]
     slots: asyncio.Semaphore  # pages of this document being worked on
     timings: Timings = field(default_factory=Timings)
+    outcome: DocumentOutcome = field(default_factory=DocumentOutcome)
     info: DocumentInfo | None = None
     sizes: list[PageSize] = field(default_factory=list)
     started: "asyncio.Queue[asyncio.Task | None]" = field(default_factory=asyncio.Queue)
@@ -112,8 +114,11 @@ class DocumentPipeline:
     ) -> FinalEvent:
         """Parse every page of ``pages``, emitting page events in document order, then
         the final event. Returns the final event. Raises the document-level error (a
-        page that cannot be rendered) after emitting the pages finished before it."""
+        page that cannot be rendered, nothing at all read: ``docparse.outcome``) after
+        emitting the pages finished before it; fails at once when the recogniser is
+        known to be down."""
         started = time.perf_counter()
+        await self.recognizer.ensure_available()
         document = _Document(request, log_id, is_cancelled, asyncio.Semaphore(self.max_pages_in_flight))
         producer = asyncio.create_task(self._produce(document, pages))
         try:
@@ -122,10 +127,13 @@ class DocumentPipeline:
         finally:
             producer.cancel()
             self._give_up(document)
+        if (error := document.outcome.verdict()) is not None:
+            raise error
         document.timings.total = time.perf_counter() - started
         info = document.info or DocumentInfo("unknown", 0, 0)
         data_info = DataInfo(type=info.kind, numPages=info.page_count, pages=document.sizes)
-        final = FinalEvent(logId=log_id, dataInfo=data_info, timings=document.timings.rounded())
+        summary = document.outcome.summary
+        final = FinalEvent(logId=log_id, dataInfo=data_info, summary=summary, timings=document.timings.rounded())
         await emit(final)
         return final
 
@@ -145,7 +153,7 @@ class DocumentPipeline:
                 document.budget_held += 1
                 if document.is_cancelled():
                     break
-                work = self._page(document.request, page, document.log_id, document.timings)
+                work = self._page(document, page)
                 document.started.put_nowait(asyncio.create_task(work))
                 render_started = time.perf_counter()
         finally:
@@ -154,7 +162,8 @@ class DocumentPipeline:
     async def _deliver(self, document: "_Document", emit: EmitFn) -> None:
         """Emit the pages in the order they were started (document order)."""
         while (task := await document.started.get()) is not None:
-            page_index, result = await task
+            page_index, result, failure, region_failures = await task
+            document.outcome.add_page(result, failure, region_failures)
             document.slots.release()
             self._page_budget.release()
             document.budget_held -= 1
@@ -176,19 +185,21 @@ class DocumentPipeline:
         document.budget_held = 0
 
     async def _page(
-        self, request: LayoutParsingRequest, page: Page, log_id: str, timings: Timings
-    ) -> tuple[int, PageResult]:
-        """One page's result. A failure here becomes an error on that page, never a
-        lost page or a failed document."""
+        self, document: _Document, page: Page
+    ) -> tuple[int, PageResult, DocParseError | None, list[DocParseError]]:
+        """One page's result, the page's failure (it failed as a whole) and its regions'
+        failures. A failure here becomes an error on that page, never a lost page."""
         try:
-            return page.index, await self._parse_page(request, page, log_id, timings)
+            result, results = await self._parse_page(document.request, page, document.log_id, document.timings)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the page is kept with its error
-            message = describe(exc)
-            log.error("logId=%s page=%d failed: %s", log_id, page.index + 1, message)
-            settings = self.model_settings(request)
-            return page.index, failed_page_result(page.index, page.width, page.height, settings, message)
+            failure = as_error(exc)
+            log.error("logId=%s page=%d failed: %s", document.log_id, page.index + 1, failure.message)
+            settings = self.model_settings(document.request)
+            failed = failed_page_result(page.index, page.width, page.height, settings, failure.message)
+            return page.index, failed, failure, []
+        return page.index, result, None, [r.failure for r in results if r.failure is not None]
 
     def model_settings(self, request: LayoutParsingRequest) -> ModelSettings:
         """What the page result says about how it was made."""
@@ -200,7 +211,7 @@ class DocumentPipeline:
 
     async def _parse_page(
         self, request: LayoutParsingRequest, page: Page, log_id: str, timings: Timings
-    ) -> PageResult:
+    ) -> tuple[PageResult, list[RegionResult]]:
         t0 = time.perf_counter()
         if request.useLayoutDetection is False:
             label = WHOLE_PAGE_LABELS[request.promptLabel]
@@ -242,12 +253,11 @@ class DocumentPipeline:
         timings.assemble += t3 - t2
         timings.crop_cpu += sum(r.timings.get("crop_cpu", 0.0) for r in results)
         timings.assemble_cpu += assemble_cpu
-        failed = sum(1 for r in results if r.error)
         log.info(
             "logId=%s page=%d regions=%d failed=%d layout=%.3fs recognition=%.3fs assemble=%.3fs",
-            log_id, page.index + 1, len(jobs), failed, t1 - t0, t2 - t1, t3 - t2,
+            log_id, page.index + 1, len(jobs), result.regions.failed, t1 - t0, t2 - t1, t3 - t2,
         )
-        return result
+        return result, results
 
 
 def build_page_result_cpu(

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 import pybase64
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, ValidationInfo, field_validator
 
 from docparse.errors import DocParseError, InvalidRequestError
 from docparse.settings import MIN_DPI
@@ -165,6 +165,14 @@ class LayoutParsingRequest(LayoutOptions):
         if not data:
             raise InvalidRequestError("field 'file': the file is empty")
         return data
+
+    @field_validator("maxPixels")
+    @classmethod
+    def _not_below_min_pixels(cls, value: int | None, info: ValidationInfo) -> int | None:
+        smallest = info.data.get("minPixels")
+        if value is not None and smallest is not None and value < smallest:
+            raise ValueError(f"must not be below minPixels ({smallest})")
+        return value
 
     def recognition_params(self, log_id: str) -> RecognitionParams:
         return RecognitionParams(

@@ -90,11 +90,20 @@ class MarkdownResult(_Model):
     isEnd: bool = Field(description="The page ends with a finished paragraph.")
 
 
+class RegionCounts(_Model):
+    """The page's regions that went to the recogniser: read, or failed (marked with
+    ``error`` in parsing_res_list). Figures and dropped labels are not counted."""
+
+    recognized: int = Field(description="Regions read.")
+    failed: int = Field(description="Regions whose recognition failed.")
+
+
 class PageResult(_Model):
     """One ``layoutParsingResults[]`` item."""
 
     prunedResult: PrunedResult
     markdown: MarkdownResult
+    regions: RegionCounts
     outputImages: dict[str, str] | None = Field(
         None, description="With visualize=true: the page with its layout boxes (base64 JPEG), key layout_det_res."
     )
@@ -137,9 +146,21 @@ class Timings(_Model):
         return Timings(**{name: round(value, 6) for name, value in self})
 
 
+class DocumentSummary(_Model):
+    """What went right and wrong over the whole document. A document with failed regions
+    or pages is still answered (partial success) unless nothing at all could be read,
+    which is an error (README, "Errors")."""
+
+    pages: int = Field(0, description="Pages parsed.")
+    failedPages: int = Field(0, description="Pages that could not be parsed at all (their prunedResult.error).")
+    recognizedRegions: int = Field(0, description="Regions read, over all pages.")
+    failedRegions: int = Field(0, description="Regions whose recognition failed, over all pages.")
+
+
 class LayoutParsingResult(_Model):
     layoutParsingResults: list[PageResult] = Field(description="One item per parsed page, in order.")
     dataInfo: DataInfo
+    summary: DocumentSummary
 
 
 class RenderedPageInfo(_Model):
@@ -196,6 +217,7 @@ class FinalEvent(_Model):
     type: Literal["final"] = FINAL_EVENT
     logId: str
     dataInfo: DataInfo
+    summary: DocumentSummary
     timings: Timings
 
 
@@ -218,7 +240,9 @@ def collect_events(log_id: str, events: list[PageEvent | FinalEvent]) -> LayoutP
     final = next((e for e in events if isinstance(e, FinalEvent)), None)
     if final is None:
         raise InternalError("the stream ended without its final event")
-    result = LayoutParsingResult(layoutParsingResults=[e.result for e in pages], dataInfo=final.dataInfo)
+    result = LayoutParsingResult(
+        layoutParsingResults=[e.result for e in pages], dataInfo=final.dataInfo, summary=final.summary
+    )
     return LayoutParsingResponse(logId=log_id, result=result)
 
 

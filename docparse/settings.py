@@ -153,8 +153,26 @@ class VlmSettings(_Group):
     )
     retry_backoff: float = Field(0.5, ge=0, description="First retry delay in seconds; doubles each retry, with jitter.")
     retry_backoff_max: float = Field(8.0, ge=0, description="Longest retry delay in seconds.")
+    circuit_failures: int = Field(
+        5,
+        ge=1,
+        description="Calls in a row that find the VLM down (no connection, a timeout, 502/503/504) "
+        "before requests fail at once with 503 instead of calling it.",
+    )
+    circuit_open_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds the VLM is left alone once found down; then its /health is probed "
+        "and calls resume when it answers.",
+    )
     max_tokens: int = Field(8192, ge=1, description="Default max_tokens per region.")
     temperature: float = Field(0.0, ge=0, description="Default sampling temperature.")
+
+    @property
+    def health_url(self) -> str:
+        """vLLM serves /health at its root, beside /v1."""
+        root = self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url
+        return f"{root}/health"
 
     @field_validator("url")
     @classmethod

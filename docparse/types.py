@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from docparse.errors import DocParseError
 from docparse.responses import LayoutDetBox
 
 
@@ -16,6 +17,10 @@ class Task(str, enum.Enum):
     FORMULA = "formula"
     IMAGE = "image"  # kept as a picture (crop returned), not recognised
     DROP = "drop"  # left out of the result (headers, footers, page numbers...)
+
+
+#: The tasks whose regions go to the recogniser (the others are kept as pictures or dropped).
+READ_TASKS = frozenset({Task.TEXT, Task.TABLE, Task.FORMULA})
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,14 @@ class RegionJob:
 
 @dataclass
 class RegionResult:
-    """What recognition made of one region. ``error`` is set when it failed."""
+    """What recognition made of one region. ``failure`` is set when it failed: its kind
+    decides what a document whose regions all failed answers."""
 
     content: str = ""
-    error: str | None = None
+    failure: DocParseError | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def error(self) -> str | None:
+        """The failure's message, as the page result shows it."""
+        return None if self.failure is None else self.failure.message

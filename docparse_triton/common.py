@@ -30,7 +30,7 @@ def triton_error(exc: BaseException) -> "pb_utils.TritonError":
     message (``[422] …``): streamed errors keep only the message."""
     error = as_error(exc)
     code = getattr(pb_utils.TritonError, error.kind.triton_code)
-    return pb_utils.TritonError(tag_status(error.status, error.message), code)
+    return pb_utils.TritonError(tag_status(error), code)
 
 
 def error_response(exc: BaseException) -> "pb_utils.InferenceResponse":

@@ -27,6 +27,11 @@ class Recognizer(Protocol):
         with ``error`` set; it never raises for one region's failure."""
         ...
 
+    async def ensure_available(self) -> None:
+        """Raise ``RecognitionUnavailableError`` when the engine is known to be down, so
+        that a document fails at once instead of after every region's retries."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections and engines."""
         ...

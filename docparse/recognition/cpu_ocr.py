@@ -25,9 +25,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from docparse.errors import ModelSetupError
+from docparse.errors import InternalError, ModelSetupError, describe
 from docparse.geometry import Box, area, intersection
-from docparse.types import LayoutBox, RecognitionParams, RegionJob, RegionResult, Task
+from docparse.types import READ_TASKS, LayoutBox, RecognitionParams, RegionJob, RegionResult, Task
 
 log = logging.getLogger("docparse.cpu_ocr")
 
@@ -116,10 +116,10 @@ class CpuOcrRecognizer:
             lines = await asyncio.to_thread(self.read_page, page)
         except Exception as exc:  # noqa: BLE001 - the page's failure goes into its results
             log.exception("logId=%s OCR of the page failed", params.log_id or "-")
-            message = f"CPU OCR failed on the page: {type(exc).__name__}: {exc}"
+            failure = InternalError(f"CPU OCR failed on the page: {describe(exc)}")
             seconds = time.perf_counter() - started
             return [
-                RegionResult(error=message, timings={"seconds": seconds})
+                RegionResult(failure=failure, timings={"seconds": seconds})
                 if needs_ocr(job) else RegionResult("")
                 for job in jobs
             ]
@@ -131,12 +131,15 @@ class CpuOcrRecognizer:
             for i, job in enumerate(jobs)
         ]
 
+    async def ensure_available(self) -> None:
+        """In-process: available whenever the process is."""
+
     async def aclose(self) -> None:
         """Nothing to release: the engine lives as long as the process."""
 
 
 def needs_ocr(job: RegionJob) -> bool:
-    return job.task not in (Task.IMAGE, Task.DROP)
+    return job.task in READ_TASKS
 
 
 def assign_lines(lines: Sequence[OcrLine], boxes: Sequence[LayoutBox]) -> list[list[OcrLine]]:

@@ -21,12 +21,13 @@ import aiohttp
 import numpy as np
 
 from docparse import tracing
-from docparse.errors import DocParseError, RecognitionError
+from docparse.errors import InvalidRequestError, RecognitionError, RecognitionUnavailableError, as_error
 from docparse.protocol import json_bytes
+from docparse.recognition.breaker import CircuitBreaker
 from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
 from docparse.recognition.tasks import TaskTable
 from docparse.settings import Settings, VlmSettings
-from docparse.types import RecognitionParams, RegionJob, RegionResult, Task
+from docparse.types import READ_TASKS, RecognitionParams, RegionJob, RegionResult, Task
 
 log = logging.getLogger("docparse.vlm")
 
@@ -51,6 +52,39 @@ class VlmAnswer:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
+
+
+def says_down(outcome: VlmAnswer | Exception) -> bool:
+    """A failure that says the server is down, which feeds the circuit breaker: no
+    connection, a timeout, or a gateway's 502/503/504. A 500 may be one bad input, and a
+    429 says it is up but busy."""
+    if isinstance(outcome, VlmAnswer):
+        return outcome.status in (502, 503, 504)
+    return isinstance(outcome, RETRYABLE_EXCEPTIONS)
+
+
+def chat_request(
+    model: str, image_data_uri: str, prompt: str, max_tokens: int, temperature: float,
+    top_p: float | None, repetition_penalty: float | None,
+) -> dict:
+    """The OpenAI chat-completions body: the image, then the prompt."""
+    body: dict = {
+        "model": model,
+        "messages": [{
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": image_data_uri}},
+                {"type": "text", "text": prompt},
+            ],
+        }],
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    if top_p is not None:
+        body["top_p"] = top_p
+    if repetition_penalty is not None:
+        body["repetition_penalty"] = repetition_penalty
+    return body
 
 
 def is_retryable(outcome: VlmAnswer | Exception) -> bool:
@@ -92,6 +126,7 @@ class VlmClient:
         self._headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
+        self.breaker = CircuitBreaker(settings.circuit_failures, settings.circuit_open_seconds)
 
     @property
     def model(self) -> str:
@@ -129,49 +164,63 @@ class VlmClient:
         request_id: str = "",
     ) -> str:
         """The model's answer for one image and prompt. Raises ``RecognitionError`` once
-        the retries are spent or when retrying cannot help."""
-        body: dict = {
-            "model": self.settings.model,
-            "messages": [{
-                "role": "user",
-                "content": [
-                    {"type": "image_url", "image_url": {"url": image_data_uri}},
-                    {"type": "text", "text": prompt},
-                ],
-            }],
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
-        if top_p is not None:
-            body["top_p"] = top_p
-        if repetition_penalty is not None:
-            body["repetition_penalty"] = repetition_penalty
+        the retries are spent or when retrying cannot help, ``RecognitionUnavailableError``
+        when the VLM cannot be reached or is known to be down (no retries spent then)."""
+        body = chat_request(self.settings.model, image_data_uri, prompt, max_tokens, temperature, top_p, repetition_penalty)
         content = json_bytes(body)
         headers = {"X-Request-Id": request_id, "Content-Type": "application/json"}
         attempts = self.settings.max_retries + 1
-        attempt = 0
-        while True:
-            attempt += 1
-            outcome: VlmAnswer | Exception
-            try:
-                async with self.slots:
-                    tracing.mark("vlm.request_sent", request_id)
-                    outcome = await self._post(content, headers)
-                    tracing.mark("vlm.answer_received", request_id)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                outcome = exc
+        for attempt in range(1, attempts + 1):
+            await self.ensure_available()
+            outcome = await self._attempt(content, headers, request_id)
             if isinstance(outcome, VlmAnswer) and outcome.status == 200:
+                self.breaker.record_success()
                 return answer_content(outcome)
+            if says_down(outcome):
+                self.breaker.record_failure()
             problem = self._describe(outcome, attempt)
             if attempt == attempts or not is_retryable(outcome):
                 log.warning("logId=%s VLM call failed: %s", request_id or "-", problem)
-                raise RecognitionError(problem)
+                raise self._failure(outcome, problem)
             delay = self._delay(attempt, outcome)
             log.warning(
                 "logId=%s VLM call failed (attempt %d of %d), retrying in %.2f s: %s",
                 request_id or "-", attempt, attempts, delay, problem,
             )
             await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def ensure_available(self) -> None:
+        """Raise ``RecognitionUnavailableError`` while the VLM is known to be down."""
+        await self.breaker.admit(f"the VLM at {self.settings.url}", self._healthy)
+
+    async def _attempt(self, content: bytes, headers: dict[str, str], request_id: str) -> VlmAnswer | Exception:
+        """One call, holding a slot: its answer, or the transport failure."""
+        try:
+            async with self.slots:
+                tracing.mark("vlm.request_sent", request_id)
+                answer = await self._post(content, headers)
+                tracing.mark("vlm.answer_received", request_id)
+                return answer
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return exc
+
+    async def _healthy(self) -> bool:
+        """The VLM server's health check answers (anything but a 5xx: a server without
+        /health is not held against it)."""
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.settings.connect_timeout)
+            async with self.session.get(self.settings.health_url, timeout=timeout) as response:
+                return response.status < 500
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    def _failure(self, outcome: VlmAnswer | Exception, problem: str) -> RecognitionError:
+        """The error a spent call raises: unavailable (503, with when to retry) when the
+        server could not be reached or stayed busy, failed (502) when it answered an error."""
+        if says_down(outcome) or (isinstance(outcome, VlmAnswer) and outcome.status == 429):
+            return RecognitionUnavailableError(problem, retry_after=self.breaker.retry_after())
+        return RecognitionError(problem)
 
     async def _post(self, content: bytes, headers: dict[str, str]) -> VlmAnswer:
         """One POST, its answer read whole (call it holding a slot)."""
@@ -249,20 +298,18 @@ class VlmRecognizer:
 
     async def _region(self, page: np.ndarray, job: RegionJob, params: RecognitionParams) -> RegionResult:
         """One region's result; a failure is kept in the result, never raised."""
-        if job.task in (Task.IMAGE, Task.DROP):
+        if job.task not in READ_TASKS:
             return RegionResult("")
         started = time.perf_counter()
         timings = {"crop_cpu": 0.0}  # _read fills it in, so a failed call keeps it too
         try:
             content = await self._read(page, job, params, timings)
         except Exception as exc:  # noqa: BLE001 - one region's failure stays with that region
-            if isinstance(exc, DocParseError):
-                message = exc.message  # the client has logged it
-            else:
-                message = f"{type(exc).__name__}: {exc}"
+            failure = as_error(exc)
+            if failure is not exc:  # ours are logged where they are raised; this is a bug
                 log.exception("logId=%s region %s failed", params.log_id or "-", job.box.label)
             timings["seconds"] = time.perf_counter() - started
-            return RegionResult(error=message, timings=timings)
+            return RegionResult(failure=failure, timings=timings)
         timings["seconds"] = time.perf_counter() - started
         return RegionResult(content, timings=timings)
 
@@ -271,13 +318,8 @@ class VlmRecognizer:
     ) -> str:
         settings = self.settings
         prompt = self.tasks.prompt_for(job.task)
-        image, timings["crop_cpu"] = await asyncio.to_thread(
-            self._encode,
-            page,
-            job,
-            settings.crops.min_pixels if params.min_pixels is None else params.min_pixels,
-            settings.crops.max_pixels if params.max_pixels is None else params.max_pixels,
-        )
+        smallest, largest = self.pixel_limits(params)
+        image, timings["crop_cpu"] = await asyncio.to_thread(self._encode, page, job, smallest, largest)
         tracing.mark("vlm.image_ready", params.log_id)
         answer = await self.client.complete(
             image,
@@ -290,6 +332,19 @@ class VlmRecognizer:
         )
         return clean_answer(answer, job.task)
 
+    def pixel_limits(self, params: RecognitionParams) -> tuple[int, int]:
+        """The crop size limits: the request's, else the settings'; a request whose one
+        limit contradicts the other's default is refused, naming both."""
+        crops = self.settings.crops
+        smallest = crops.min_pixels if params.min_pixels is None else params.min_pixels
+        largest = crops.max_pixels if params.max_pixels is None else params.max_pixels
+        if smallest > largest:
+            raise InvalidRequestError(
+                f"the smallest crop ({smallest} pixels, minPixels or HPS_CROP_MIN_PIXELS) is larger "
+                f"than the largest ({largest} pixels, maxPixels or HPS_CROP_MAX_PIXELS)"
+            )
+        return smallest, largest
+
     def _encode(
         self, page: np.ndarray, job: RegionJob, min_pixels: int, max_pixels: int
     ) -> tuple[str, float]:
@@ -301,6 +356,9 @@ class VlmRecognizer:
         crop = crop_region(page, job.box, self.settings.crops.padding)
         uri = encode_jpeg_data_uri(resize_for_vlm(crop, min_pixels, max_pixels))
         return uri, time.thread_time() - cpu_started
+
+    async def ensure_available(self) -> None:
+        await self.client.ensure_available()
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -34,7 +34,7 @@ async def ready(gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
     timeout = gateway.settings.gateway.health_check_timeout
     checks: dict[str, Awaitable[None]] = {"triton": gateway.triton.check_ready(timeout)}
     if gateway.settings.recognition.engine == "vlm":
-        checks["vlm"] = check_vlm(gateway.http, gateway.settings.vlm.url, timeout)
+        checks["vlm"] = check_vlm(gateway.http, gateway.settings.vlm.health_url, timeout)
     results = {name: await check_part(check, timeout) for name, check in checks.items()}
     failing = [f"{name}: {result}" for name, result in results.items() if result != "ok"]
     if failing:
@@ -60,14 +60,7 @@ async def check_part(check: Awaitable[None], timeout: float) -> str:
     return "ok"
 
 
-def vlm_health_url(vlm_url: str) -> str:
-    """vLLM serves /health at its root, beside /v1."""
-    root = vlm_url[: -len("/v1")] if vlm_url.endswith("/v1") else vlm_url
-    return f"{root}/health"
-
-
-async def check_vlm(http: httpx.AsyncClient, vlm_url: str, timeout: float) -> None:
-    url = vlm_health_url(vlm_url)
+async def check_vlm(http: httpx.AsyncClient, url: str, timeout: float) -> None:
     try:
         response = await http.get(url, timeout=timeout)
     except httpx.HTTPError as exc:

@@ -13,6 +13,7 @@ from docparse.assemble import (
     page_markdown,
     reading_order,
 )
+from docparse.errors import RecognitionError
 from docparse.protocol import json_bytes
 from docparse.responses import ModelSettings
 from docparse.types import LayoutBox, RegionResult, Task
@@ -40,7 +41,8 @@ def test_detector_order_wins_when_every_box_has_one():
 
 def block(block_id, label, task, content="", error=None):
     b = box(label, 10, 10 * block_id, 100, 10 * block_id + 8)
-    return Block(block_id, b, task, RegionResult(content, error),
+    failure = RecognitionError(error) if error else None
+    return Block(block_id, b, task, RegionResult(content, failure),
                  image_path_for(b) if task is Task.IMAGE else None)
 
 

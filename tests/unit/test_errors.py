@@ -26,18 +26,24 @@ from docparse.errors import (
 
 
 def test_a_tagged_message_gives_back_its_status_and_text():
-    assert split_status(tag_status(413, "the document has 2000 pages")) == (413, "the document has 2000 pages")
+    assert split_status(tag_status(LimitExceededError("the document has 2000 pages"))) == (
+        413, None, "the document has 2000 pages"
+    )
+    busy = split_status(tag_status(OverloadedError("busy", retry_after=12)))
+    assert busy == (503, 12, "busy")
 
 
 def test_an_untagged_message_has_no_status():
-    assert split_status("[oops] something") == (None, "[oops] something")
+    assert split_status("[oops] something") == (None, None, "[oops] something")
 
 
 @pytest.mark.parametrize("kind", list(ErrorKind))
 def test_every_kind_survives_a_hop_with_its_status_and_message(kind):
     """What our models send (status tag + Triton code) comes back as the same status."""
-    error = error_for_code(kind.triton_code, tag_status(kind.status, "what went wrong"))
-    assert (error.status, error.message) == (kind.status, "what went wrong")
+    retry_after = 7 if kind.retry else None
+    sent = error_for_status(kind.status, "what went wrong", retry_after)
+    error = error_for_code(kind.triton_code, tag_status(sent))
+    assert (error.status, error.message, error.retry_after) == (kind.status, "what went wrong", retry_after)
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,9 @@ class EchoRecognizer:
         await asyncio.sleep(self.delays.get(int(page[0, 0, 0]), 0))
         return [RegionResult(content=f"{job.box.label} of page {int(page[0, 0, 0])}") for job in jobs]
 
+    async def ensure_available(self):
+        pass
+
     async def aclose(self):
         pass
 

@@ -29,6 +29,7 @@ def test_request_fields_follow_paddleocr_vl_names():
         ({"file": "aGk=", "layoutTreshold": 0.5}, "field 'layoutTreshold': unknown field"),
         ({"file": "aGk=", "fileType": 3}, "field 'fileType'"),
         ({"file": "aGk=", "topP": 2}, "field 'topP'"),
+        ({"file": "aGk=", "minPixels": 90000, "maxPixels": 50000}, "field 'maxPixels': .*below minPixels"),
     ],
 )
 def test_bad_requests_name_the_problem(raw, message):

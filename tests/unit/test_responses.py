@@ -11,6 +11,7 @@ from docparse.errors import InternalError
 from docparse.protocol import json_bytes
 from docparse.responses import (
     DataInfo,
+    DocumentSummary,
     FinalEvent,
     LayoutDetBox,
     LayoutDetResult,
@@ -21,6 +22,7 @@ from docparse.responses import (
     PageSize,
     ParsingBlock,
     PrunedResult,
+    RegionCounts,
     Timings,
     collect_events,
     parse_event,
@@ -38,12 +40,14 @@ def page(index: int, blocks: list[ParsingBlock] | None = None) -> PageResult:
             layout_det_res=LayoutDetResult(boxes=[LayoutDetBox(cls_id=1, label="text", score=0.9, coordinate=[0, 0, 1, 1])]),
         ),
         markdown=MarkdownResult(text=f"page {index}", images={}, isStart=True, isEnd=True),
+        regions=RegionCounts(recognized=len(blocks or []), failed=0),
     )
 
 
 def final(pages: int) -> FinalEvent:
     sizes = [PageSize(width=100, height=200)] * pages
-    return FinalEvent(logId="id", dataInfo=DataInfo(type="pdf", numPages=pages, pages=sizes), timings=Timings())
+    info = DataInfo(type="pdf", numPages=pages, pages=sizes)
+    return FinalEvent(logId="id", dataInfo=info, summary=DocumentSummary(pages=pages), timings=Timings())
 
 
 def test_optional_paddlex_fields_are_left_out_when_unset_not_sent_as_null():

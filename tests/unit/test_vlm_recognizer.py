@@ -133,10 +133,20 @@ async def test_an_unreachable_vlm_gives_every_region_an_error(sim):
     assert [r.error for r in results[3:]] == [None, None]
 
 
+async def test_crop_limits_that_contradict_the_defaults_are_the_requests_error(sim):
+    async with recognizer(sim) as engine:
+        results = await engine.recognize(PAGE, JOBS[:1], RecognitionParams(min_pixels=2_000_000))
+    assert results[0].failure.status == 422
+    assert results[0].error.startswith("the smallest crop (2000000 pixels, minPixels or HPS_CROP_MIN_PIXELS)")
+    assert sim.calls() == []
+
+
 async def test_an_unexpected_error_is_kept_in_the_region(sim):
     async with recognizer(sim) as engine:
-        results = await engine.recognize(PAGE, JOBS[:1], RecognitionParams(min_pixels=90_000, max_pixels=50_000))
-    assert results[0].error.startswith("ValueError: min_pixels 90000 is larger than max_pixels 50000")
+        engine.tasks = None  # a bug: every region fails, none is lost
+        results = await engine.recognize(PAGE, JOBS[:1], RecognitionParams())
+    assert results[0].failure.status == 500
+    assert results[0].error.startswith("internal error: AttributeError: ")
 
 
 async def test_regions_of_a_page_are_read_concurrently(sim):
