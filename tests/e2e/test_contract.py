@@ -110,9 +110,11 @@ SMALL_ANSWER = {
                 "markdown": {"text": "", "images": {}, "isStart": True, "isEnd": True},
                 "outputImages": None,
                 "inputImage": None,
+                "regions": {"recognized": 0, "failed": 0},
             }
         ],
         "dataInfo": {"type": "image", "numPages": 1, "pages": [{"width": 10, "height": 10}]},
+        "summary": {"pages": 1, "failedPages": 0, "recognizedRegions": 0, "failedRegions": 0},
     },
 }
 
