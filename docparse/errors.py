@@ -176,6 +176,12 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def clip(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters, for a message that echoes what a request
+    sent: a field name or a page range can be megabytes long."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def as_error(exc: BaseException) -> DocParseError:
     """``exc`` as one of ours: cancellation is CLIENT_GONE, anything unknown INTERNAL."""
     if isinstance(exc, DocParseError):

@@ -10,21 +10,32 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 import uuid
-from typing import Any, Literal, TypeVar
+from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import orjson
 import pybase64
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, ValidationInfo, field_validator
 
-from docparse.errors import DocParseError, InvalidRequestError
+from docparse.errors import DocParseError, InvalidRequestError, clip
 from docparse.settings import MIN_DPI
 from docparse.types import LayoutParams, RecognitionParams
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_LOG_ID = 128  # characters of a logId
+
+# What a request's JSON may hold. The request itself needs 3 levels and about a hundred
+# entries; these leave room for what clients add (``vlmExtraArgs``) and stay far below
+# what would hurt: the parser's recursion, or seconds of CPU on a million keys.
+MAX_JSON_DEPTH = 64
+MAX_JSON_ENTRIES = 10_000
+# Problems one error message names; the rest are counted.
+MAX_PROBLEMS_NAMED = 5
+_STRUCTURAL = re.compile(rb'[\[\]{},"]')
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
 
 # PaddleOCR-VL's defaults for which labels stay out of the Markdown.
 DEFAULT_MARKDOWN_IGNORE_LABELS = (
@@ -191,15 +202,87 @@ class LayoutParsingRequest(LayoutOptions):
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem, each naming the field: what a caller needs to fix it."""
+    """The request's problems, each naming the field: what a caller needs to fix it."""
+    return describe_problems(exc.errors(include_url=False, include_input=False))
+
+
+def describe_problems(errors: Sequence[Mapping[str, Any]]) -> str:
+    """At most ``MAX_PROBLEMS_NAMED`` problems and how many more there are, each field
+    name cut short: a request of a million unknown keys once got a 32 MB answer."""
     parts = []
-    for error in exc.errors():
-        location = ".".join(str(p) for p in error["loc"]) or "body"
+    for error in errors[:MAX_PROBLEMS_NAMED]:
+        location = clip(".".join(str(p) for p in error["loc"]) or "body")
         if error["type"] == "extra_forbidden":
             parts.append(f"field '{location}': unknown field")
         else:
-            parts.append(f"field '{location}': {error['msg']}")
+            parts.append(f"field '{location}': {clip(str(error['msg']), 200)}")
+    if len(errors) > MAX_PROBLEMS_NAMED:
+        parts.append(f"and {len(errors) - MAX_PROBLEMS_NAMED} more problems")
     return "; ".join(parts)
+
+
+def check_json_limits(raw: bytes | str, error: type[DocParseError] = InvalidRequestError,
+                      what: str = "the request") -> None:
+    """Refuse JSON text nested deeper than ``MAX_JSON_DEPTH`` or holding more than
+    ``MAX_JSON_ENTRIES`` entries, before it is parsed: parsing is what gets expensive
+    (100,000-deep nesting overflows the parser; a million keys take seconds). Strings
+    are skipped whole and scanning stops at a limit, so this costs little: about 10 ms
+    for a 100 MB body with its file as base64."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    depth = entries = strings = 0
+    for char in _structure(data):
+        if char == _QUOTE:
+            strings += 1  # a key or a value: at most two per entry in valid JSON
+        elif char in b"[{":
+            depth, entries = depth + 1, entries + 1
+            if depth > MAX_JSON_DEPTH:
+                raise error(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels, the most this API reads")
+        elif char in b"]}":
+            depth -= 1
+        else:  # a comma: one more entry in its object or array
+            entries += 1
+        if entries > MAX_JSON_ENTRIES or strings > 2 * MAX_JSON_ENTRIES + 2:
+            raise error(
+                f"{what} holds more than {MAX_JSON_ENTRIES} entries (object keys and array "
+                "items), the most this API reads"
+            )
+
+
+def _structure(data: bytes) -> Iterator[int]:
+    """JSON text's structural characters (brackets, braces, commas) in order, and a
+    quote for each string, whose contents are skipped."""
+    position = 0
+    while (match := _STRUCTURAL.search(data, position)) is not None:
+        char = data[match.start()]
+        position = _string_end(data, match.end()) if char == _QUOTE else match.end()
+        yield char
+
+
+def _string_end(data: bytes, position: int) -> int:
+    """Just past the quote that closes the string opened before ``position`` (the end
+    of ``data`` if none does)."""
+    while (end := data.find(b'"', position)) >= 0:
+        backslashes = 0
+        while data[end - 1 - backslashes] == _BACKSLASH:  # stops at the opening quote
+            backslashes += 1
+        position = end + 1
+        if backslashes % 2 == 0:
+            return position
+    return len(data)
+
+
+def load_json(raw: bytes | str, error: type[DocParseError] = InvalidRequestError,
+              what: str = "the request") -> Any:
+    """A JSON document from untrusted text, within the limits above; ``error`` (naming
+    ``what``) says what is wrong otherwise. Every JSON entry point reads through here:
+    the gateway's body and form fields, the Triton models' inputs."""
+    check_json_limits(raw, error, what)
+    try:
+        return json.loads(raw)
+    except RecursionError:  # the limits keep it from happening; never a 500 if it does
+        raise error(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels, the most this API reads") from None
+    except ValueError as exc:  # not JSON, not UTF-8, an integer of over 4300 digits
+        raise error(f"{what} is not valid JSON: {clip(str(exc), 200)}") from None
 
 
 def json_object(
@@ -207,10 +290,7 @@ def json_object(
 ) -> dict:
     """A JSON object from text (or a dict as is); ``error`` says what is wrong otherwise."""
     if isinstance(raw, (bytes, str)):
-        try:
-            raw = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise error(f"the request is not valid JSON: {exc}") from None
+        raw = load_json(raw, error)
     if not isinstance(raw, dict):
         raise error("the request must be a JSON object")
     return raw

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import threading
 from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, TypeVar
@@ -13,7 +12,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from docparse.errors import DocParseError, InvalidRequestError, as_error, describe, error_for_code, tag_status
-from docparse.protocol import json_bytes
+from docparse.protocol import json_bytes, load_json
 
 T = TypeVar("T")
 log = logging.getLogger("docparse.triton")
@@ -45,7 +44,8 @@ def docparse_error(error: "pb_utils.TritonError") -> DocParseError:
 
 
 def input_json(request: Any, name: str, required: bool = True) -> Any:
-    """Decode a BYTES input holding one JSON document (any batch shape)."""
+    """Decode a BYTES input holding one JSON document (any batch shape), within the
+    request's JSON limits (``docparse.protocol.load_json``)."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
         if required:
@@ -54,11 +54,7 @@ def input_json(request: Any, name: str, required: bool = True) -> Any:
     values = tensor.as_numpy().reshape(-1)
     if values.size != 1:
         raise InvalidRequestError(f"input '{name}' must hold exactly one JSON document")
-    raw = values[0]
-    try:
-        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequestError(f"input '{name}' is not valid JSON: {exc}") from None
+    return load_json(values[0], InvalidRequestError, f"input '{name}'")
 
 
 def json_tensor(name: str, value: Any, shape: tuple[int, ...] = (1,)) -> "pb_utils.Tensor":

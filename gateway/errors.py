@@ -1,5 +1,8 @@
 """Every error answer of the gateway: the PaddleX envelope with the status of the error
-table, ``Retry-After`` only where the error says retrying helps."""
+table, ``Retry-After`` only where the error says retrying helps.
+
+Client errors (4xx) are logged by the access log's one line, never with a traceback;
+only an unexpected exception (a 500) gets one."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from docparse.errors import DocParseError, InvalidRequestError, as_error, error_for_status
-from docparse.protocol import json_bytes, new_log_id
+from docparse.protocol import describe_problems, json_bytes, new_log_id
 from docparse.responses import ErrorEnvelope
 
 log = logging.getLogger("docparse.gateway")
@@ -55,11 +58,13 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return error_answer(request_log_id(request), InvalidRequestError(problems))
+        return error_answer(request_log_id(request), InvalidRequestError(describe_problems(exc.errors())))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        """A real 500. Starlette passes the exception on to the server after this
+        answer, and uvicorn logs its traceback; this line ties it to the logId."""
         log_id = request_log_id(request)
-        log.exception("logId=%s unexpected error", log_id)
-        return error_answer(log_id, as_error(exc))
+        error = as_error(exc)
+        log.error("logId=%s unexpected error (traceback follows): %s", log_id, error.message)
+        return error_answer(log_id, error)

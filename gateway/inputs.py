@@ -19,8 +19,8 @@ import httpx
 import pybase64
 from fastapi import Request
 
-from docparse.errors import InvalidRequestError, LimitExceededError, MalformedBodyError
-from docparse.protocol import LayoutParsingRequest, json_object, parse_request
+from docparse.errors import InvalidRequestError, LimitExceededError, MalformedBodyError, clip
+from docparse.protocol import LayoutParsingRequest, check_json_limits, json_object, parse_request
 from docparse.settings import GatewaySettings
 from gateway import metrics
 
@@ -85,11 +85,14 @@ async def form_body(request: Request) -> dict[str, Any]:
 
 
 def form_value(key: str, value: str) -> Any:
+    """A form field as the JSON value it holds (``dpi=200``), else as its text; JSON
+    past the request's limits is refused, not passed on as text."""
     if key in _TEXT_FIELDS:
         return value
+    check_json_limits(value, MalformedBodyError, f"form field '{clip(key)}'")
     try:
         return json.loads(value)
-    except json.JSONDecodeError:
+    except ValueError:
         return value
 
 

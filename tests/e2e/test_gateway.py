@@ -124,6 +124,43 @@ def test_bad_input_gets_its_status_and_reason(http, kwargs, status, message):
         assert "Traceback" not in envelope["errorMsg"]
 
 
+DEEP = b"[" * 100_000 + b"]" * 100_000
+DEEP_LABELS = b'{"file": "aGk=", "markdownIgnoreLabels": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+MANY_KEYS = b"{" + b",".join(b'"k%d": 1' % i for i in range(1_000_000)) + b"}"
+UNKNOWN_KEYS = b'{"file": "aGk=", ' + b",".join(b'"k%d": 1' % i for i in range(9_000)) + b"}"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"content": DEEP}, 400, "nested deeper than 64 levels"),
+        ({"content": DEEP_LABELS}, 400, "nested deeper than 64 levels"),
+        ({"content": MANY_KEYS}, 400, "more than 10000 entries"),
+        ({"content": UNKNOWN_KEYS}, 422, "and 8995 more problems"),
+        ({"files": {"file": ("a.pdf", b"%PDF-")}, "data": {"layoutThreshold": "[" * 5000 + "]" * 5000}},
+         400, "form field 'layoutThreshold' is nested deeper than 64 levels"),
+    ],
+)
+def test_hostile_json_is_refused_quickly_in_few_words(http, gateway, kwargs, status, message):
+    """Limits before parsing: a 400 or 422 naming the limit in a short answer, within a
+    second, and one access-log line without a traceback (a 500 with two tracebacks, and
+    a 32 MB answer after 8 s of CPU for the million keys, before)."""
+    headers = {} if "files" in kwargs else {"content-type": "application/json"}
+    lines_before = len(gateway.log_path.read_text(errors="replace").splitlines())
+    started = time.monotonic()
+    response = http.post("/layout-parsing", headers=headers, **kwargs)
+    assert time.monotonic() - started < 2
+    assert response.status_code == status, response.text[:300]
+    envelope = response.json()
+    assert message in envelope["errorMsg"] and len(response.content) < 1000
+    wait_for(lambda: f'"logId": "{envelope["logId"]}"' in gateway.log_path.read_text(errors="replace"),
+             10, "the access-log line")
+    new_lines = gateway.log_path.read_text(errors="replace").splitlines()[lines_before:]
+    mine = [line for line in new_lines if envelope["logId"] in line]
+    assert len(mine) == 1 and "docparse.gateway.access" in mine[0], mine
+    assert not [line for line in new_lines if "Traceback" in line or " ERROR " in line], new_lines
+
+
 def test_body_over_the_limit_is_refused_with_413(start_gateway):
     server = start_gateway(max_body_bytes=4096)
     response = httpx.post(f"{server.url}/layout-parsing", json=body_for(sample_pdf(pages=1)), timeout=30)

@@ -1,10 +1,19 @@
 import base64
 import json
+import time
 
 import pytest
 
-from docparse.errors import InvalidRequestError
-from docparse.protocol import LayoutOptions, json_bytes, log_id_for, parse_request
+from docparse.errors import InvalidRequestError, MalformedBodyError
+from docparse.protocol import (
+    LayoutOptions,
+    check_json_limits,
+    json_bytes,
+    json_object,
+    load_json,
+    log_id_for,
+    parse_request,
+)
 
 
 def test_request_fields_follow_paddleocr_vl_names():
@@ -75,3 +84,54 @@ def test_json_bytes_round_trips_any_request(value):
     encoded = json_bytes(value)
     assert isinstance(encoded, bytes)
     assert json.loads(encoded) == value
+
+
+# --- hostile JSON: limits before parsing, short messages -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64 levels"),
+        (b'{"file": "aGk=", "markdownIgnoreLabels": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested deeper than 64"),
+        (b"{" + b",".join(b'"k%d": 1' % i for i in range(20_000)) + b"}", "more than 10000 entries"),
+        (b"[" + b"0," * 50_000 + b"0]", "more than 10000 entries"),
+        (b'"' + b'""' * 50_000, "more than 10000 entries"),  # strings with no entries to count
+        ("1" * 5000, "not valid JSON"),  # an integer past Python's 4300 digits: not a 500
+    ],
+)
+def test_hostile_json_is_refused_naming_the_limit(raw, message):
+    with pytest.raises(MalformedBodyError, match=message):
+        json_object(raw, MalformedBodyError)
+
+
+def test_json_limits_skip_what_strings_hold():
+    brackets = "[{,]}" * 100_000
+    body = json.dumps({"file": brackets, "logId": 'quote \\" and [[[ \\\\', "layoutNms": True})
+    assert json_object(body)["file"] == brackets
+    nested = json.loads("[" * 64 + "]" * 64)
+    assert load_json("[" * 64 + "]" * 64) == nested
+    with pytest.raises(InvalidRequestError, match="input 'x' is nested deeper than 64 levels"):
+        load_json("[" * 65 + "]" * 65, what="input 'x'")
+
+
+def test_json_limits_cost_little_on_a_large_file():
+    body = json.dumps({"file": "QUJD" * 25_000_000, "layoutThreshold": {str(i): 0.5 for i in range(20)}}).encode()
+    started = time.perf_counter()
+    check_json_limits(body)
+    assert time.perf_counter() - started < 0.5  # about 10 ms here; json.loads takes 200 ms
+
+
+def test_a_million_unknown_fields_get_a_short_answer():
+    raw = b"{" + b",".join(b'"k%d": 1' % i for i in range(9_000)) + b', "file": "aGk="}'
+    with pytest.raises(InvalidRequestError) as refused:
+        parse_request(raw)
+    message = refused.value.message
+    assert message.startswith("field 'k0': unknown field; field 'k1': unknown field")
+    assert message.endswith("and 8995 more problems") and message.count("unknown field") == 5
+
+
+def test_echoed_names_and_values_are_cut_short():
+    with pytest.raises(InvalidRequestError) as refused:
+        parse_request({"file": "aGk=", "x" * 100_000: 1})
+    assert len(refused.value.message) < 100 and "…" in refused.value.message
