@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from docparse.errors import InvalidDocumentError, InvalidRequestError, LimitExceededError
+from docparse.errors import InvalidDocumentError, InvalidRequestError, LimitExceededError, clip
 from docparse.render import ImageFile, PdfFile
 from docparse.settings import MIN_DPI, Settings
 
@@ -88,7 +88,8 @@ def resolve_kind(data: bytes, file_type: int | None) -> str:
 
 # --- page selection ------------------------------------------------------------------
 
-_RANGE = re.compile(r"(\d+)\s*(?:(-)\s*(\d*))?")
+# Nine digits at most: more is no page number, and Python refuses integers of over 4300.
+_RANGE = re.compile(r"(\d{1,9})\s*(?:(-)\s*(\d{0,9}))?")
 
 
 def parse_page_ranges(spec: str | None, page_count: int, max_pages: int | None = None) -> list[int]:
@@ -123,9 +124,9 @@ def _parse_range(part: str, spec: str, page_count: int) -> tuple[int, int]:
     """``(first, last)`` 1-based and inclusive, checked against the document."""
     match = _RANGE.fullmatch(part)
     if match is None:
-        shown = "an empty part" if not part else f"{part!r}"
+        shown = "an empty part" if not part else f"{clip(repr(part))}"
         raise InvalidRequestError(
-            f"pages {spec!r} has {shown}: use page numbers and ranges like \"1-3,7\""
+            f"pages {clip(repr(spec))} has {shown}: use page numbers and ranges like \"1-3,7\""
         )
     first = int(match.group(1))
     if match.group(2) is None:
@@ -135,10 +136,10 @@ def _parse_range(part: str, spec: str, page_count: int) -> tuple[int, int]:
     else:  # "5-": to the end of the document
         last = max(first, page_count)
     if first == 0 or last == 0:
-        raise InvalidRequestError(f"pages {spec!r}: pages are numbered from 1, there is no page 0")
+        raise InvalidRequestError(f"pages {clip(repr(spec))}: pages are numbered from 1, there is no page 0")
     if last < first:
         raise InvalidRequestError(
-            f"pages {spec!r}: the range {part!r} is reversed; write {last}-{first}"
+            f"pages {clip(repr(spec))}: the range {clip(repr(part))} is reversed; write {last}-{first}"
         )
     if last > page_count:
         raise _out_of_range(first if first > page_count else last, page_count)
@@ -211,9 +212,6 @@ class _PdfDocument(Document):
         super().__init__(settings)
         self._file = PdfFile(data)
         self.page_count = self._file.page_count
-        if self.page_count == 0:
-            self._file.close()
-            raise InvalidDocumentError("the PDF has no pages")
 
     def _render_page(self, index: int, dpi: int) -> RenderedPage:
         image, scale = self._file.render(index, dpi, self._settings.documents.max_page_pixels)

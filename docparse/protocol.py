@@ -26,6 +26,9 @@ from docparse.types import LayoutParams, RecognitionParams
 M = TypeVar("M", bound=BaseModel)
 
 MAX_LOG_ID = 128  # characters of a logId
+# Characters of a page selection: every page of the longest document listed one by one
+# fits; parsing a megabyte of "1,1,1…" would take seconds.
+MAX_PAGES_SPEC = 10_000
 
 # What a request's JSON may hold. The request itself needs 3 levels and about a hundred
 # entries; these leave room for what clients add (``vlmExtraArgs``) and stay far below
@@ -86,7 +89,9 @@ class RenderOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fileType: Literal[0, 1] | None = Field(None, description="0 = PDF, 1 = image; null = detect.")
-    pages: str | None = Field(None, description='1-based page ranges, "1-3,7"; null = all.')
+    pages: str | None = Field(
+        None, max_length=MAX_PAGES_SPEC, description='1-based page ranges, "1-3,7"; null = all.'
+    )
     dpi: int | None = Field(None, description="Rendering DPI; null = HPS_RENDER_DPI.")
     start: StrictInt = Field(0, ge=0, description="First of the selected pages to render (0-based).")
     limit: StrictInt | None = Field(None, ge=1, description="Most pages to render from start; null = all.")
@@ -106,6 +111,7 @@ class LayoutParsingRequest(LayoutOptions):
     )
     pages: str | None = Field(
         None,
+        max_length=MAX_PAGES_SPEC,
         description='Pages to parse, 1-based ranges such as "1-3,7" or "2-"; null = all.',
         examples=["1-3,7"],
     )

@@ -55,10 +55,8 @@ class PdfFile:
 
     def __init__(self, data: bytes) -> None:
         with PDFIUM_LOCK:
-            try:
-                self._pdf: pdfium.PdfDocument | None = pdfium.PdfDocument(data)
-            except pdfium.PdfiumError as exc:
-                raise _pdf_open_error(exc) from None
+            self._pdf: pdfium.PdfDocument | None = open_pdf(data)
+            self._data = data  # pdfium reads the document from these bytes while it is open
             self.page_count: int = len(self._pdf)
 
     def render(self, index: int, dpi: int, max_pixels: int) -> tuple[np.ndarray, float]:
@@ -101,12 +99,21 @@ class PdfFile:
             self.close()
 
 
-def _pdf_open_error(exc: pdfium.PdfiumError) -> InvalidDocumentError:
-    if exc.err_code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY):
-        return InvalidDocumentError(
-            "the PDF is encrypted (password protected); send a copy without a password"
-        )
-    return InvalidDocumentError("the PDF could not be opened: it is damaged or not a PDF")
+def open_pdf(data: bytes) -> pdfium.PdfDocument:
+    """``data`` opened by pdfium; the caller holds ``PDFIUM_LOCK`` and keeps ``data``
+    alive while the document is open. Loaded through pdfium's own call, because
+    pypdfium2 reports a PDF without pages as a failure to load, with whatever error
+    pdfium reported last (a damaged file before it, say)."""
+    raw = pdfium_c.FPDF_LoadMemDocument64(data, len(data), None)
+    if not raw:
+        code = pdfium_c.FPDF_GetLastError()
+        if code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY):
+            raise InvalidDocumentError("the PDF is encrypted (password protected); send a copy without a password")
+        raise InvalidDocumentError("the PDF could not be opened: it is damaged or not a PDF")
+    if pdfium_c.FPDF_GetPageCount(raw) < 1:
+        pdfium_c.FPDF_CloseDocument(raw)
+        raise InvalidDocumentError("the PDF has no pages")
+    return pdfium.PdfDocument(raw)
 
 
 class ImageFile:

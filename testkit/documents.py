@@ -13,6 +13,7 @@ import functools
 import importlib.resources
 import io
 
+import pypdfium2 as pdfium
 from PIL import Image
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -231,6 +232,17 @@ def encrypted_pdf() -> bytes:
 def corrupt_pdf() -> bytes:
     """Starts like a PDF, then nothing a PDF reader can recover."""
     return b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
+
+
+def pageless_pdf() -> bytes:
+    """A well-formed PDF with no pages (what pdfium writes for a new, empty document)."""
+    buffer = io.BytesIO()
+    document = pdfium.PdfDocument.new()
+    try:
+        document.save(buffer)
+    finally:
+        document.close()
+    return buffer.getvalue()
 
 
 @functools.cache

@@ -16,7 +16,7 @@ import pytest
 
 from docparse.cli import sse_events
 from scripts.triton_local import TritonServer
-from testkit.documents import corrupt_pdf, sample_image, sample_pdf
+from testkit.documents import corrupt_pdf, pageless_pdf, sample_image, sample_pdf
 from tests.conftest import triton_env
 from tests.support.tcp_relay import TcpRelay
 from vlmsim import SimulatorProcess
@@ -110,6 +110,7 @@ def test_stream_sends_each_page_before_the_document_is_done(http, vlm):
         ({"json": {"file": "abc", "dpi": "high"}}, 422, "dpi"),
         ({"json": body_for(corrupt_pdf())}, 422, "PDF"),
         ({"json": body_for(b"hello world")}, 422, "not a PDF or a supported image"),
+        ({"json": body_for(pageless_pdf())}, 422, "the PDF has no pages"),
         ({"json": body_for(sample_pdf(pages=3), pages="7")}, 422, "3 pages"),
         ({"json": {"file": "http://example.com/a.pdf"}}, 422, "HPS_ALLOW_URL_INPUT"),
     ],

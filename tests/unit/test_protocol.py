@@ -38,6 +38,7 @@ def test_request_fields_follow_paddleocr_vl_names():
         ({"file": "aGk=", "layoutTreshold": 0.5}, "field 'layoutTreshold': unknown field"),
         ({"file": "aGk=", "fileType": 3}, "field 'fileType'"),
         ({"file": "aGk=", "topP": 2}, "field 'topP'"),
+        ({"file": "aGk=", "pages": "1," * 6000}, "field 'pages': String should have at most 10000 characters"),
         ({"file": "aGk=", "minPixels": 90000, "maxPixels": 50000}, "field 'maxPixels': .*below minPixels"),
     ],
 )
