@@ -2,20 +2,15 @@
 
 Bodies are read with a size limit (413 before anything is buffered past it); JSON and
 multipart uploads end up as the same request dict; URL inputs are fetched only when
-enabled, only over http(s), bounded in size and time, and never from private,
-loopback or link-local addresses unless explicitly allowed (no SSRF).
+enabled (``gateway.urls``: http(s) only, bounded in size and time, never from private,
+loopback or link-local addresses unless explicitly allowed).
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
-import socket
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
-import httpx
 import pybase64
 from fastapi import Request
 
@@ -23,8 +18,8 @@ from docparse.errors import InvalidRequestError, LimitExceededError, MalformedBo
 from docparse.protocol import LayoutParsingRequest, check_json_limits, json_object, parse_request
 from docparse.settings import GatewaySettings
 from gateway import metrics
+from gateway.urls import fetch_url
 
-MAX_REDIRECTS = 3
 # Form fields that stay text even when they look like JSON ("1" for pages is a string).
 _TEXT_FIELDS = {"file", "pages", "logId", "promptLabel", "layoutMergeBboxesMode", "layoutShapeMode"}
 
@@ -110,68 +105,3 @@ async def validated_request(data: dict[str, Any], settings: GatewaySettings, log
     else:
         parsed.file_bytes()  # refuses bad base64 here, before any work is queued
     return {**data, "logId": log_id}
-
-
-# --- URL inputs -----------------------------------------------------------------------------
-
-
-async def fetch_url(url: str, settings: GatewaySettings) -> bytes:
-    """The document at ``url``: http(s) only, public addresses only (unless allowed),
-    at most HPS_MAX_BODY_BYTES, within HPS_URL_FETCH_TIMEOUT seconds, few redirects."""
-    try:
-        async with asyncio.timeout(settings.url_fetch_timeout):
-            async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
-                for _ in range(MAX_REDIRECTS + 1):
-                    await check_url_target(url, settings.url_allow_private)
-                    async with client.stream("GET", url) as response:
-                        if response.is_redirect and "location" in response.headers:
-                            url = urljoin(url, response.headers["location"])
-                            continue
-                        if response.status_code != 200:
-                            raise InvalidRequestError(
-                                f"field 'file': fetching the URL gave HTTP {response.status_code}"
-                            )
-                        return await read_limited(response, settings.max_body_bytes)
-                raise InvalidRequestError(f"field 'file': more than {MAX_REDIRECTS} redirects")
-    except TimeoutError:
-        raise InvalidRequestError(
-            f"field 'file': the URL did not deliver within {settings.url_fetch_timeout:g} s"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise InvalidRequestError(f"field 'file': the URL could not be fetched: {exc}") from None
-
-
-async def read_limited(response: httpx.Response, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise LimitExceededError(
-                f"field 'file': the document at the URL is larger than {limit} bytes "
-                "(HPS_MAX_BODY_BYTES)"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def check_url_target(url: str, allow_private: bool) -> None:
-    """Refuse non-http(s) URLs and hosts that resolve to non-public addresses."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError("field 'file': only http:// and https:// URLs are accepted")
-    if allow_private:
-        return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-            type=socket.SOCK_STREAM,
-        )
-    except OSError as exc:
-        raise InvalidRequestError(f"field 'file': the URL's host cannot be resolved: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise InvalidRequestError(
-                f"field 'file': the URL points to a non-public address ({address}); "
-                "such URLs are refused (HPS_URL_ALLOW_PRIVATE)"
-            )

@@ -37,7 +37,7 @@ class Received:
 
 
 Outcome = Reply | Disconnect | Callable[[Received], Awaitable[Reply]]
-REASONS = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error"}
+REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error"}
 
 
 class ScriptedServer:
@@ -47,19 +47,21 @@ class ScriptedServer:
             server.url, server.requests
     """
 
-    def __init__(self, *outcomes: Outcome) -> None:
+    def __init__(self, *outcomes: Outcome, host: str = "127.0.0.1", port: int = 0) -> None:
         self.outcomes = list(outcomes)
         self.requests: list[Received] = []
+        self.host, self.port = host, port
         self._server: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None, "not started"
         port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/v1/"
+        return f"http://{self.host}:{port}/v1/"
 
     async def __aenter__(self) -> "ScriptedServer":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
