@@ -36,6 +36,7 @@ from docparse_triton.common import (
     output_bytes,
     stream_responses,
 )
+from docparse_triton.stub_watchdog import start_watchdog
 
 log = logging.getLogger("docparse.orchestrator")
 
@@ -90,6 +91,7 @@ class TritonPythonModel:
     returns; pages go back through the request's response sender as they are done."""
 
     def initialize(self, args: dict) -> None:
+        start_watchdog(args["model_instance_name"])  # no stub outlives its server
         self.settings = Settings.load()
         configure_logging(self.settings.general.log_level)
         tracing.configure(self.settings.general.trace_file)

@@ -21,10 +21,12 @@ from docparse_triton.common import (
     output_bytes,
     stream_responses,
 )
+from docparse_triton.stub_watchdog import start_watchdog
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
+        start_watchdog(args["model_instance_name"])  # no stub outlives its server
         configure_logging(Settings.load().general.log_level)
         self.background = BackgroundLoop()
 

@@ -18,6 +18,7 @@ from docparse.protocol import LayoutOptions, parse_request
 from docparse.settings import Settings
 from docparse.types import LayoutParams
 from docparse_triton.common import error_response, input_json, json_tensor
+from docparse_triton.stub_watchdog import start_watchdog
 
 
 def page_image(request) -> np.ndarray:
@@ -33,6 +34,7 @@ def page_image(request) -> np.ndarray:
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
+        start_watchdog(args["model_instance_name"])  # no stub outlives its server
         settings = Settings.load()
         configure_logging(settings.general.log_level)
         # Fails here, naming the directory and what is missing, if the model is absent.

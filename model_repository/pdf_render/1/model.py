@@ -12,10 +12,12 @@ from docparse.protocol import RenderOptions, parse_request
 from docparse.responses import RenderedPageInfo
 from docparse.settings import Settings
 from docparse_triton.common import FINAL, error_response, input_json, json_tensor
+from docparse_triton.stub_watchdog import start_watchdog
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
+        start_watchdog(args["model_instance_name"])  # no stub outlives its server
         self.settings = Settings.load()
         configure_logging(self.settings.general.log_level)
 
