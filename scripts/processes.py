@@ -76,22 +76,32 @@ def stop_group(process: subprocess.Popen | None, timeout: float = 30.0) -> None:
     """SIGTERM the leader only, as ``docker stop`` does, and SIGKILL the whole group past
     ``timeout`` seconds. The leader stops its children in order (gunicorn its workers,
     tritonserver its Python stubs); a SIGTERM sent straight to a stub running Paddle
-    aborts it, and tritonserver then waits its whole exit timeout for that model."""
-    if process is None or process.poll() is not None:
+    aborts it, and tritonserver then waits its whole exit timeout for that model.
+    A leader that already died (killed, crashed) may have left its children running:
+    they are killed too."""
+    if process is None:
         return
-    try:
-        process.send_signal(signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
+    if process.poll() is None:
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
     try:  # past the timeout, or stragglers the leader left behind
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
     process.wait(timeout=10)
+
+
+def describe_exit(returncode: int | None) -> str:
+    """``code 1``, or ``signal SIGKILL`` for a process a signal ended (Popen's negative code)."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"code {returncode}"
 
 
 def launch(
@@ -103,10 +113,12 @@ def launch(
     ready_timeout: float,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    append: bool = False,
 ) -> subprocess.Popen:
     """Start ``command`` in its own process group (dying with its parent), output to
-    ``log_path``, and wait until ``ready``; stop it and raise LaunchError otherwise."""
-    with open(log_path, "wb") as log:
+    ``log_path`` (added to it with ``append``: a restart keeps the log of the run that
+    died), and wait until ``ready``; stop it and raise LaunchError otherwise."""
+    with open(log_path, "ab" if append else "wb") as log:
         process = subprocess.Popen(
             command,
             cwd=cwd,
@@ -140,6 +152,11 @@ class ChildServer:
 
     def stop(self, timeout: float | None = None) -> None:
         stop_group(self.process, self.STOP_TIMEOUT if timeout is None else timeout)
+
+    def restart(self) -> Self:
+        """Stop what is left of it, then start it again (on the ports it had)."""
+        self.stop()
+        return self.start()
 
     def __enter__(self) -> Self:
         return self.start()

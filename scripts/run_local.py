@@ -18,7 +18,8 @@ import time
 
 from docparse.settings import LayoutSettings, RecognitionSettings, Settings, SettingsError
 from scripts.gateway_local import GatewayServer
-from scripts.processes import LaunchError, http_ok, wait_until_ready
+from scripts.processes import LaunchError, describe_exit, http_ok, wait_until_ready
+from scripts.supervisor import Supervisor
 from scripts.triton_local import TritonServer
 
 DEFAULT_PORT = 8080
@@ -155,9 +156,37 @@ def start_stack(triton: TritonServer, gateway: GatewayServer, settings: Settings
 
 
 def serve(triton: TritonServer, gateway: GatewayServer, port: int, state: dict[str, bool]) -> int:
-    """Until Ctrl-C (0) or until a server exits by itself (1)."""
+    """Until Ctrl-C (0), the gateway exits (1), or tritonserver died more often than
+    the restart policy allows (1). A tritonserver that dies is restarted on the same
+    ports: the gateway answers 503 meanwhile and recovers by itself."""
     if state["stop"]:
         return 0
+    print_ready(triton, gateway, port)
+    supervisor = Supervisor(triton, "tritonserver")
+    while not state["stop"]:
+        if gateway.process is not None and gateway.process.poll() is not None:
+            print(
+                f"error: the gateway exited with {describe_exit(gateway.process.returncode)}. "
+                f"Log tail:\n{gateway.log_tail()}",
+                file=sys.stderr,
+            )
+            return 1
+        state["starting"] = True  # Ctrl-C during a restart ends it at once
+        try:
+            alive = supervisor.keep_alive()
+        except Stopped:
+            break
+        finally:
+            state["starting"] = False
+        if not alive:
+            print(f"error: {supervisor.gave_up}", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print("stopping...", file=sys.stderr, flush=True)
+    return 0
+
+
+def print_ready(triton: TritonServer, gateway: GatewayServer, port: int) -> None:
     url = gateway.url
     print(
         f"DocParse HPS is ready at {url}\n"
@@ -169,17 +198,6 @@ def serve(triton: TritonServer, gateway: GatewayServer, port: int, state: dict[s
         "Press Ctrl-C to stop.",
         flush=True,
     )
-    while not state["stop"]:
-        for name, server in (("tritonserver", triton), ("the gateway", gateway)):
-            if server.process is not None and server.process.poll() is not None:
-                print(
-                    f"error: {name} exited with code {server.process.returncode}. Log tail:\n{server.log_tail()}",
-                    file=sys.stderr,
-                )
-                return 1
-        time.sleep(0.5)
-    print("stopping...", file=sys.stderr, flush=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -178,7 +178,8 @@ class TritonServer(ChildServer):
         self.http_port = self.http_port or free_port()
         self.grpc_port = self.grpc_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
-        self._workdir = Path(tempfile.mkdtemp(prefix="docparse-triton-"))
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="docparse-triton-"))
         backend_dir = prepare_backend_dir(self._workdir / "backends")
         env = stub_environment()
         env.update(self.env)
@@ -193,6 +194,7 @@ class TritonServer(ChildServer):
                 ready=self.is_ready,
                 ready_timeout=self.ready_timeout,
                 env=env,
+                append=self.process is not None,  # a restart: keep why the last run died
             )
         except LaunchError as exc:
             raise TritonLaunchError(str(exc)) from None
@@ -203,7 +205,8 @@ class TritonServer(ChildServer):
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (models' finalize runs), then SIGKILL the group past ``timeout``; then
-        remove the shared memory a killed server could not."""
+        remove the shared memory a killed server could not. On a server that died by
+        itself: SIGKILL the stubs it left, remove its shared memory."""
         stop_group(self.process, timeout)
         if self._workdir is not None:
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)

@@ -1,5 +1,7 @@
 """``make run`` end to end: scripts.run_local starts the real tritonserver with the CPU
-engines and the gateway; the ``docparse`` CLI parses a PDF through it; Ctrl-C stops it all."""
+engines and the gateway; tritonserver SIGKILLed mid-document is restarted by itself (the
+document in flight ends with a 503, nothing of the killed server is left, the gateway
+recovers); the ``docparse`` CLI parses a PDF through it; Ctrl-C stops it all."""
 
 from __future__ import annotations
 
@@ -12,15 +14,20 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from docparse.cli import sse_events
+from docparse.client import request_for
 from scripts.processes import free_port, http_ok
+from tests.support.processes import children, leftovers, stubs_of, wait_for, watchdogs_of
 from testkit.documents import ENGLISH_TEXT, sample_pdf
 
 pytestmark = pytest.mark.triton
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 300
+RECOVERY_BOUND = 90  # seconds from the kill until /health/ready again (backoff 1 s + the start)
 
 
 def port_is_free(port: int) -> bool:
@@ -37,6 +44,33 @@ def output_of(_process: subprocess.Popen, log: Path) -> str:
     return log.read_text(errors="replace")[-6000:]
 
 
+def kill_tritonserver_mid_document(url: str, launcher: int, log: Path) -> None:
+    """SIGKILL the launcher's tritonserver once a streamed document has its first page:
+    the stream ends with a 503 `error` event at once, /health/ready says Triton is
+    down, the stubs and their shared memory go, and the launcher restarts it by itself."""
+    (triton,) = [child for child in children(launcher) if Path(child.command[0]).name == "tritonserver"]
+    stubs = stubs_of(triton.pid)
+    watchdogs = wait_for(lambda: watchdogs_of(stubs), 10, "the stubs' watchdogs")
+    with httpx.Client(base_url=url, timeout=120) as client:
+        with client.stream("POST", "/layout-parsing/stream", json=request_for(sample_pdf(pages=4))) as response:
+            events = sse_events(response)
+            assert next(events)[0] == "page"
+            os.kill(triton.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            name, error = next(events)
+        assert time.monotonic() - killed < 10
+        assert name == "error" and error["errorCode"] == 503, error
+        assert "the inference server (Triton at 127.0.0.1:" in error["errorMsg"]
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["failing"].startswith("triton: "), ready.text
+    wait_for(lambda: not leftovers(stubs, watchdogs), 10, "no stub, watchdog or region of the killed server left")
+    wait_for(lambda: http_ok(f"{url}/health/ready", timeout=5), RECOVERY_BOUND, "ready again after the restart")
+    print(f"tritonserver killed and back in {time.monotonic() - killed:.1f} s")
+    output = log.read_text(errors="replace")
+    assert "warning: tritonserver exited with signal SIGKILL" in output
+    assert "tritonserver is back (restart 1)" in output
+
+
 def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -44,7 +78,10 @@ def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HPS_LAYOUT_BACKEND", "HPS_RECOGNIZER", "HPS_PORT")}
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.run_local", "--port", str(port), "--triton-grpc-port", "0"],
+            # One gateway worker: once /health/ready answers 200, the worker that will
+            # take the parse has its gRPC channel back too (each worker reconnects on its
+            # own, within its 3 s reconnect backoff).
+            [sys.executable, "-m", "scripts.run_local", "--port", str(port), "--triton-grpc-port", "0", "--workers", "1"],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,
@@ -60,6 +97,7 @@ def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
                 pytest.fail(f"not ready after {READY_TIMEOUT} s:\n{output_of(process, log)}")
             time.sleep(0.5)
 
+        kill_tritonserver_mid_document(url, process.pid, log)
         document = tmp_path / "doc.pdf"
         document.write_bytes(sample_pdf(pages=2))
         started = time.monotonic()
