@@ -100,6 +100,20 @@ def test_compose_gpu_stack_is_wired_in_order():
     assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", services["vlm"]["image"])
 
 
+def test_compose_restarts_a_dead_tritonserver_and_the_gateway_rides_it_out():
+    """A tritonserver that exits is started again (docker's backoff; a PID 1 that reaps
+    the stubs' watchdogs); the gateway's health check is liveness and compose never
+    restarts it with Triton: it answers 503 meanwhile and reconnects by itself."""
+    services = compose_spec()["services"]
+    for triton, gateway in (("tritonserver", "gateway"), ("tritonserver-cpu", "gateway-cpu")):
+        assert services[triton]["restart"] == "unless-stopped", triton
+        assert services[triton]["init"] is True, triton
+        assert "/v2/health/ready'" in " ".join(services[triton]["healthcheck"]["test"]), triton
+        assert "/health'" in " ".join(services[gateway]["healthcheck"]["test"]), gateway
+        assert services[gateway]["restart"] == "unless-stopped", gateway
+        assert not services[gateway]["depends_on"][triton].get("restart", False), gateway
+
+
 def test_compose_serves_the_weights_prepare_sh_downloads():
     """The model folders mounted into the containers are the ones prepare.sh fills, so
     nothing is downloaded when the containers start."""
