@@ -22,8 +22,18 @@ class ErrorKind(enum.Enum):
 
     #                   HTTP  Triton code     retry  what the API documentation says
     MALFORMED_BODY = (400, "INVALID_ARG", False, "The body is not JSON or not a readable multipart form.")
+    # 401 and 429 are the gateway's own (API keys, their quotas); their Triton codes are
+    # for completeness: a request that reaches Triton has passed both.
+    UNAUTHENTICATED = (
+        401, "INVALID_ARG", False, "No API key, or not a valid one; WWW-Authenticate says how to send one."
+    )
     INVALID_REQUEST = (422, "INVALID_ARG", False, "A field is wrong, or the file is not a readable PDF or image.")
     LIMIT_EXCEEDED = (413, "UNSUPPORTED", False, "The body, the document or its page count is over a limit.")
+    QUOTA_EXCEEDED = (
+        429, "UNAVAILABLE", True,
+        "The API key's quota (requests at once, per minute, pages per minute) is used up; "
+        "Retry-After says in how many seconds to retry.",
+    )
     CLIENT_GONE = (499, "CANCELLED", False, "The client went away; the work was cancelled.")
     INTERNAL = (500, "INTERNAL", False, "An internal error; the message and the server log say which.")
     RECOGNITION_FAILED = (502, "UNAVAILABLE", False, "The recognition model (VLM) failed after its retries.")
@@ -91,10 +101,22 @@ class InvalidDocumentError(InvalidRequestError):
     """The file is not a document we can read: unknown type, corrupt, encrypted."""
 
 
+class UnauthenticatedError(DocParseError):
+    """No API key, or one that is not valid."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+
 class LimitExceededError(DocParseError):
     """The document is readable but over a configured limit (pages, pixels, bytes)."""
 
     kind = ErrorKind.LIMIT_EXCEEDED
+
+
+class QuotaExceededError(DocParseError):
+    """The API key's quota is used up for now; ``retry_after`` says when it is not."""
+
+    kind = ErrorKind.QUOTA_EXCEEDED
 
 
 class ClientGoneError(DocParseError):
@@ -144,8 +166,10 @@ class DeadlineExceededError(DocParseError):
 
 _CLASS_FOR_KIND: dict[ErrorKind, type[DocParseError]] = {
     ErrorKind.MALFORMED_BODY: MalformedBodyError,
+    ErrorKind.UNAUTHENTICATED: UnauthenticatedError,
     ErrorKind.INVALID_REQUEST: InvalidRequestError,
     ErrorKind.LIMIT_EXCEEDED: LimitExceededError,
+    ErrorKind.QUOTA_EXCEEDED: QuotaExceededError,
     ErrorKind.CLIENT_GONE: ClientGoneError,
     ErrorKind.INTERNAL: InternalError,
     ErrorKind.RECOGNITION_FAILED: RecognitionError,
