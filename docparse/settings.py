@@ -10,11 +10,22 @@ import time; tests pass groups to the constructor
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from docparse.types import Task
 
@@ -238,6 +249,71 @@ class GatewaySettings(_Group):
     log_health_checks: bool = Field(False, description="Write access-log lines for /health and /metrics too.")
 
 
+def _text_list(value: Any) -> Any:
+    """A list from the environment: a JSON list, or comma-separated text."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+#: A tuple of strings read as a JSON list or as comma-separated text.
+TextList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_text_list)]
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+
+
+class AuthSettings(_Group):
+    """Who may call the gateway (API keys), how much (quotas), from which web pages (CORS)."""
+
+    api_keys: str | None = Field(
+        None,
+        description="API keys as name:sha256hex, comma-separated (python -m gateway.keys new NAME "
+        "makes one); with HPS_API_KEYS_FILE, both count. Unset with no file: no keys, every route open.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="YAML file of named API keys (their SHA-256) and their limits; see README."
+    )
+    open_paths: TextList = Field(
+        ("/health", "/health/ready"),
+        validation_alias=_env("HPS_AUTH_OPEN_PATHS", "open_paths"),
+        description="Paths answered without a key when keys are on, comma-separated "
+        "(add /metrics, or /docs,/redoc,/openapi.json, to open them).",
+    )
+    # The limits of a key whose entry sets none of its own; 0: no limit.
+    quota_concurrent_requests: int = Field(0, ge=0, description="Parsing requests in progress per key, all workers.")
+    quota_requests_per_minute: float = Field(0, ge=0, description="Parsing requests per minute per key (token bucket).")
+    quota_requests_burst: int = Field(0, ge=0, description="Requests a key may send at once; 0: a minute's worth.")
+    quota_pages_per_minute: float = Field(0, ge=0, description="Pages per minute per key, charged as documents end.")
+    cors_origins: TextList = Field(
+        (),
+        description="Web origins allowed to call the gateway from a browser (CORS), "
+        "comma-separated, e.g. https://app.example.com; * for any; empty: CORS off.",
+    )
+
+    @field_validator("open_paths")
+    @classmethod
+    def _paths(cls, paths: tuple[str, ...]) -> tuple[str, ...]:
+        for path in paths:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} is not a path (it must start with /)")
+            if path.startswith("/layout-parsing"):
+                raise ValueError(f"{path!r}: the parsing routes always need a key when keys are on")
+        return paths
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash "
+                    "(what a browser sends in its Origin header)"
+                )
+        return origins
+
+
 _GROUPS: dict[str, type[_Group]] = {
     "general": GeneralSettings,
     "documents": DocumentSettings,
@@ -247,6 +323,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "vlm": VlmSettings,
     "crops": CropSettings,
     "gateway": GatewaySettings,
+    "auth": AuthSettings,
 }
 
 
@@ -263,6 +340,7 @@ class Settings(BaseModel):
     vlm: VlmSettings = Field(default_factory=VlmSettings)
     crops: CropSettings = Field(default_factory=CropSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @classmethod
     def load(cls, **groups: Any) -> "Settings":

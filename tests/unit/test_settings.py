@@ -86,6 +86,10 @@ def test_environment_names_set_fields(monkeypatch):
         # Values that contradict each other: both are named.
         ({"HPS_RENDER_DPI": "400"}, "HPS_RENDER_DPI (400) must not exceed HPS_MAX_RENDER_DPI (300)"),
         ({"HPS_CROP_MIN_PIXELS": "2000000"}, "HPS_CROP_MIN_PIXELS (2000000) must not exceed HPS_CROP_MAX_PIXELS"),
+        ({"HPS_AUTH_OPEN_PATHS": "/health,metrics"}, "HPS_AUTH_OPEN_PATHS: 'metrics' is not a path"),
+        ({"HPS_AUTH_OPEN_PATHS": "/layout-parsing"}, "the parsing routes always need a key"),
+        ({"HPS_CORS_ORIGINS": "https://a.example/"}, "HPS_CORS_ORIGINS: 'https://a.example/' is not an origin"),
+        ({"HPS_QUOTA_PAGES_PER_MINUTE": "-1"}, "HPS_QUOTA_PAGES_PER_MINUTE: Input should be greater than or equal"),
     ],
 )
 def test_bad_values_are_refused_naming_their_variables(monkeypatch, variables, message):
@@ -94,6 +98,14 @@ def test_bad_values_are_refused_naming_their_variables(monkeypatch, variables, m
     with pytest.raises(SettingsError) as refused:
         Settings.load()
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "value", ["https://a.example, http://localhost:3000", '["https://a.example", "http://localhost:3000"]']
+)
+def test_lists_are_comma_separated_or_json(monkeypatch, value):
+    monkeypatch.setenv("HPS_CORS_ORIGINS", value)
+    assert Settings().auth.cors_origins == ("https://a.example", "http://localhost:3000")
 
 
 def test_groups_given_to_the_constructor_replace_the_environment(monkeypatch):
