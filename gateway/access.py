@@ -55,6 +55,7 @@ class AccessLogMiddleware:
             metrics.IN_FLIGHT.labels(route=route).dec()
             metrics.REQUESTS.labels(route=route, status=str(status["code"])).inc()
             metrics.LATENCY.labels(route=route).observe(seconds)
+            metrics.count_for_key(scope.get("state", {}), route, status["code"])
             if route not in QUIET_ROUTES or self.settings.log_health_checks:
                 self._log(scope, route, status["code"], seconds)
 
@@ -81,6 +82,8 @@ class AccessLogMiddleware:
             "pages": state.get("pages"),
             "seconds": round(seconds, 3),
         }
+        if state.get("api_key"):  # the key's name (gateway/auth.py), never the key
+            line["key"] = state["api_key"]
         if state.get("stream_error"):
             line["streamError"] = state["stream_error"]
         access_log.info(json.dumps(line))

@@ -1,8 +1,9 @@
 """The REST gateway: PaddleOCR-VL HPS's ``/layout-parsing`` contract in front of Triton.
 
-``create_app`` assembles it: the worker's resources in the lifespan, the access-log
-middleware, the error handlers and one router per API (``gateway/routes/``). Run it with
-gunicorn (see gateway/gunicorn.conf.py): ``gunicorn -c gateway/gunicorn.conf.py``.
+``create_app`` assembles it: the worker's resources in the lifespan, the middleware (CORS,
+the access log, API keys and quotas), the error handlers and one router per API
+(``gateway/routes/``). Run it with gunicorn (see gateway/gunicorn.conf.py):
+``gunicorn -c gateway/gunicorn.conf.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from docparse.protocol import LayoutParsingRequest
 from docparse.responses import ErrorEnvelope, FinalEvent, PageEvent
 from docparse.settings import Settings
 from gateway.access import AccessLogMiddleware
+from gateway.auth import AuthMiddleware
+from gateway.cors import add_cors
 from gateway.errors import register_error_handlers
+from gateway.keys import load_keyring
 from gateway.openapi import customise_openapi
 from gateway.resources import Gateway
 from gateway.routes import hps, ops
@@ -41,11 +45,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Document layout parsing: PDF or image in, Markdown and JSON out, page by page.",
         lifespan=lifespan,
     )
+    # Each middleware added wraps those added before: CORS outside the access log (which
+    # then logs every request with its key's name), API keys and quotas inside it.
+    keyring = load_keyring(settings.auth)
+    if keyring.enabled:
+        app.add_middleware(AuthMiddleware, keyring=keyring, open_paths=settings.auth.open_paths)
     app.add_middleware(AccessLogMiddleware, settings=settings.gateway)
+    add_cors(app, settings.auth.cors_origins)
     register_error_handlers(app)
     app.include_router(hps.router)
     app.include_router(ops.router)
     customise_openapi(
-        app, [LayoutParsingRequest], event_data={"StreamEventData": [PageEvent, FinalEvent, ErrorEnvelope]}
+        app,
+        [LayoutParsingRequest],
+        event_data={"StreamEventData": [PageEvent, FinalEvent, ErrorEnvelope]},
+        open_paths=settings.auth.open_paths if keyring.enabled else None,
     )
     return app

@@ -8,6 +8,7 @@ workers' files, so one scrape sees the whole gateway whichever worker answers it
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,13 +46,29 @@ SLOT_WAIT = Histogram(
 )
 REJECTIONS = Counter(
     "hps_rejections_total",
-    "Requests refused before any work: busy (503), too large (413).",
+    "Requests refused before any work: busy (503), too large (413), no valid API key "
+    "(unauthenticated, 401), over a key's quota (quota, 429).",
     ["reason"],
 )
 TIMEOUTS = Counter(
     "hps_timeouts_total", "Parsing requests that passed HPS_INFERENCE_TIMEOUT (504)."
 )
 PAGES = Counter("hps_pages_total", "Pages returned to clients.")
+KEY_REQUESTS = Counter(
+    "hps_key_requests_total", "Requests with a valid API key, by the key's name, route and HTTP status.",
+    ["key", "route", "status"],
+)
+KEY_PAGES = Counter("hps_key_pages_total", "Pages returned, by the API key's name.", ["key"])
+
+
+def count_for_key(state: dict[str, Any], route: str, status: int) -> None:
+    """A request's counts under its API key's name (``gateway/auth.py`` puts it in the
+    request's state), when it came with one."""
+    key = state.get("api_key")
+    if key:
+        KEY_REQUESTS.labels(key=key, route=route, status=str(status)).inc()
+        if state.get("pages"):
+            KEY_PAGES.labels(key=key).inc(state["pages"])
 
 
 def render() -> tuple[bytes, str]:

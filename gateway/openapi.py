@@ -58,11 +58,15 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def customise_openapi(
-    app: FastAPI, request_models: list[type[BaseModel]], event_data: dict[str, list[type[BaseModel]]]
+    app: FastAPI,
+    request_models: list[type[BaseModel]],
+    event_data: dict[str, list[type[BaseModel]]],
+    open_paths: tuple[str, ...] | None = None,
 ) -> None:
     """Add what FastAPI cannot see: the request models (read by the routes themselves,
-    described field by field) and the data of streamed events (``name``: one of
-    ``models``), each from the model that builds it."""
+    described field by field), the data of streamed events (``name``: one of
+    ``models``), each from the model that builds it, and, when API keys are on
+    (``open_paths`` given), how to send a key to every other path."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -74,6 +78,8 @@ def customise_openapi(
                 for model in models:
                     add_schema(components, model, "serialization")
                 components[name] = {"oneOf": [{"$ref": f"{REF}{model.__name__}"} for model in models]}
+            if open_paths is not None:
+                add_security(schema, open_paths)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -84,3 +90,16 @@ def add_schema(components: dict[str, Any], model: type[BaseModel], mode: Literal
     model_schema = model.model_json_schema(ref_template=REF + "{model}", mode=mode)
     components.update(model_schema.pop("$defs", {}))
     components[model.__name__] = model_schema
+
+
+def add_security(schema: dict[str, Any], open_paths: tuple[str, ...]) -> None:
+    """The two ways to send an API key (either will do), required on every operation of
+    a path that is not open; /docs then offers "Authorize"."""
+    schema["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path not in open_paths:
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]

