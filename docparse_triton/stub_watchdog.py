@@ -5,7 +5,7 @@ under load that check deadlocks: a thread holding the GIL waits forever for an a
 from the dead server while the stub's exit path waits for the GIL. Such orphans stay
 alive, re-parented to init, holding their memory (0.3-1.5 GB) and their shared-memory
 region. A thread of our own in the stub would need the GIL too, so each stub gets a
-small watchdog *process* instead (about 9 MB): started by ``start_watchdog`` from every
+small watchdog *process* instead (about 11 MB): started by ``start_watchdog`` from every
 model's ``initialize``, it polls twice a second whether the stub still has the parent
 it started with and, once the server is gone, SIGKILLs the stub and removes its region.
 It exits by itself when its stub exits (a normal shutdown: ``finalize`` has run).
@@ -16,13 +16,15 @@ SERVER NAME``: standard library only (no site-packages, so it starts fast and sm
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
 
 POLL_SECONDS = 0.5
 SHM_DIR = Path("/dev/shm")
@@ -32,6 +34,9 @@ _watchdogs: dict[int, subprocess.Popen] = {}  # stub pid -> its watchdog process
 def start_watchdog(name: str) -> None:
     """Start this stub's watchdog (once per process; a model's ``initialize`` calls it).
     ``name`` (the model instance) is for the watchdog's log line."""
+    import logging  # here, not above: the watchdog process itself needs neither (3 MB less)
+    import subprocess
+
     stub = os.getpid()
     if stub in _watchdogs:
         return
