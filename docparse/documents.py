@@ -18,6 +18,7 @@ from PIL import Image
 
 from docparse.errors import InvalidDocumentError, InvalidRequestError, LimitExceededError, clip
 from docparse.render import ImageFile, PdfFile
+from docparse.render_pool import RenderPool
 from docparse.settings import MIN_DPI, Settings
 
 PDF = "pdf"
@@ -208,9 +209,9 @@ class Document(ABC):
 class _PdfDocument(Document):
     kind = PDF
 
-    def __init__(self, data: bytes, settings: Settings) -> None:
+    def __init__(self, data: bytes, settings: Settings, renderer: RenderPool | None) -> None:
         super().__init__(settings)
-        self._file = PdfFile(data)
+        self._file = renderer.open(data) if renderer is not None else PdfFile(data)
         self.page_count = self._file.page_count
 
     def _render_page(self, index: int, dpi: int) -> RenderedPage:
@@ -265,8 +266,12 @@ def _page(index: int, image: np.ndarray, scale: float) -> RenderedPage:
     return RenderedPage(index=index, image=image, width=width, height=height, scale=scale)
 
 
-def open_document(data: bytes, file_type: int | None, settings: Settings) -> Document:
-    """Open ``data`` as a PDF or an image (see ``resolve_kind``); nothing is rendered yet."""
+def open_document(
+    data: bytes, file_type: int | None, settings: Settings, renderer: RenderPool | None = None
+) -> Document:
+    """Open ``data`` as a PDF or an image (see ``resolve_kind``); nothing is rendered yet.
+    A PDF's pages render in ``renderer``'s processes, within its limits, when given
+    (the server), else in this process (tests, tools)."""
     if resolve_kind(data, file_type) == PDF:
-        return _PdfDocument(data, settings)
+        return _PdfDocument(data, settings, renderer)
     return _ImageDocument(data, settings)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 import math
 import threading
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -50,18 +52,26 @@ def fit_scale(width: float, height: float, scale: float, max_pixels: int) -> flo
     return fitted
 
 
-class PdfFile:
-    """An open PDF. Holds ``PDFIUM_LOCK`` for every pdfium call."""
+def new_image(shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, dtype=np.uint8)
 
-    def __init__(self, data: bytes) -> None:
+
+class PdfFile:
+    """An open PDF, from its bytes or its file. Holds ``PDFIUM_LOCK`` for every pdfium
+    call."""
+
+    def __init__(self, source: bytes | Path) -> None:
         with PDFIUM_LOCK:
-            self._pdf: pdfium.PdfDocument | None = open_pdf(data)
-            self._data = data  # pdfium reads the document from these bytes while it is open
+            self._pdf: pdfium.PdfDocument | None = open_pdf(source)
+            self._source = source  # pdfium reads the document from these bytes while it is open
             self.page_count: int = len(self._pdf)
 
-    def render(self, index: int, dpi: int, max_pixels: int) -> tuple[np.ndarray, float]:
+    def render(
+        self, index: int, dpi: int, max_pixels: int, into: Callable[[tuple[int, ...]], np.ndarray] = new_image
+    ) -> tuple[np.ndarray, float]:
         """Page ``index`` (0-based) as RGB uint8 ``[H, W, 3]`` at ``dpi``, made smaller if
-        needed to fit ``max_pixels``; also returns the pixels per PDF point used."""
+        needed to fit ``max_pixels``, in the array ``into`` gives for its shape (a new
+        one, or shared memory); also returns the pixels per PDF point used."""
         with PDFIUM_LOCK:
             if self._pdf is None:
                 raise ValueError("the PDF is closed")
@@ -79,7 +89,9 @@ class PdfFile:
                 bitmap = page.render(scale=scale, rev_byteorder=True)  # RGB, white background
                 try:
                     # A copy: the bitmap's memory belongs to pdfium and is freed on close.
-                    image = np.array(bitmap.to_numpy(), dtype=np.uint8, order="C", copy=True)
+                    pixels = bitmap.to_numpy()
+                    image = into(pixels.shape)
+                    image[...] = pixels
                 finally:
                     bitmap.close()
             finally:
@@ -99,12 +111,16 @@ class PdfFile:
             self.close()
 
 
-def open_pdf(data: bytes) -> pdfium.PdfDocument:
-    """``data`` opened by pdfium; the caller holds ``PDFIUM_LOCK`` and keeps ``data``
-    alive while the document is open. Loaded through pdfium's own call, because
-    pypdfium2 reports a PDF without pages as a failure to load, with whatever error
-    pdfium reported last (a damaged file before it, say)."""
-    raw = pdfium_c.FPDF_LoadMemDocument64(data, len(data), None)
+def open_pdf(source: bytes | Path) -> pdfium.PdfDocument:
+    """The PDF in ``source`` (its bytes, or its file) opened by pdfium; the caller holds
+    ``PDFIUM_LOCK`` and keeps the bytes alive while the document is open. Loaded
+    through pdfium's own call, because pypdfium2 reports a PDF without pages as a
+    failure to load, with whatever error pdfium reported last (a damaged file before
+    it, say)."""
+    if isinstance(source, Path):
+        raw = pdfium_c.FPDF_LoadDocument(str(source).encode(), None)
+    else:
+        raw = pdfium_c.FPDF_LoadMemDocument64(source, len(source), None)
     if not raw:
         code = pdfium_c.FPDF_GetLastError()
         if code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY):

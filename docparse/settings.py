@@ -82,6 +82,18 @@ class DocumentSettings(_Group):
     max_image_pixels: int = Field(
         150_000_000, ge=10_000, description="Images declaring more pixels than this are refused (decompression bombs)."
     )
+    render_workers: int = Field(
+        2, ge=1, description="Processes that render PDF pages (pdf_render); pages of different documents render side by side."
+    )
+    render_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds one PDF page may take to render (or a PDF to open); past it the page is "
+        "abandoned and the document refused (422).",
+    )
+    render_max_memory_mb: int = Field(
+        2048, ge=256, description="Memory one rendering process may use; a page that needs more is refused (422)."
+    )
 
 
 class OrchestratorSettings(_Group):

@@ -234,6 +234,41 @@ def corrupt_pdf() -> bytes:
     return b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 
 
+def nested_forms_pdf(levels: int, fanout: int = 10) -> bytes:
+    """A page of a few kilobytes that costs ``fanout ** levels`` drawn squares: each form
+    draws the next ``fanout`` times (10 ** 6: 9 s and 1.7 GB to render here)."""
+    objects: list[bytes] = []  # object n is objects[n - 1]
+
+    def add(body: bytes) -> int:
+        objects.append(body)
+        return len(objects)
+
+    def form(resources: bytes, content: bytes) -> bytes:
+        return (b"<< /Type /XObject /Subtype /Form /BBox [0 0 600 800] %s /Length %d >>\nstream\n%s\nendstream"
+                % (resources, len(content), content))
+
+    drawn = add(form(b"", b"0 0 1 1 re f"))
+    for _ in range(levels):
+        content = b" ".join(b"q 1 0 0 1 %d %d cm /F Do Q" % (i % 50 * 2, i // 50 * 2) for i in range(fanout))
+        drawn = add(form(b"/Resources << /XObject << /F %d 0 R >> >>" % drawn, content))
+    contents = add(b"<< /Length 5 >>\nstream\n/F Do\nendstream")
+    page = len(objects) + 1
+    add(b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 595 842] /Contents %d 0 R "
+        b"/Resources << /XObject << /F %d 0 R >> >> >>" % (page + 1, contents, drawn))
+    add(b"<< /Type /Pages /Kids [%d 0 R] /Count 1 >>" % page)
+    catalog = add(b"<< /Type /Catalog /Pages %d 0 R >>" % (page + 1))
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, catalog, xref)
+    return bytes(out)
+
+
 def pageless_pdf() -> bytes:
     """A well-formed PDF with no pages (what pdfium writes for a new, empty document)."""
     buffer = io.BytesIO()

@@ -46,6 +46,7 @@ def triton_env(layout_dir: Path, vlm: SimulatorProcess) -> dict[str, str]:
         "HPS_VLM_MAX_RETRIES": "2",
         "HPS_VLM_RETRY_BACKOFF": "0.05",
         "HPS_VLM_TIMEOUT": "30",
+        "HPS_RENDER_TIMEOUT": "2",  # a page takes 5-50 ms; the pathological one of a test, 9 s
         "HPS_LOG_LEVEL": "INFO",
     }
 

@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 from docparse.client import TritonLayoutClient, request_for
 from docparse.errors import InvalidRequestError
 from docparse.responses import LayoutParsingResponse
-from testkit.documents import corrupt_pdf, sample_image, sample_pdf
+from testkit.documents import corrupt_pdf, nested_forms_pdf, sample_image, sample_pdf
 
 pytestmark = pytest.mark.triton
 
@@ -112,6 +112,28 @@ def test_pdf_render_names_the_problem_with_a_corrupt_pdf(triton):
     document.set_data_from_numpy(data)
     with pytest.raises(InferenceServerException, match="PDF"):
         stream_model(triton, "pdf_render", [document])
+
+
+def test_pdf_render_abandons_a_page_past_its_time_limit_while_others_render(triton):
+    """A page that pdfium would take 9 s over (nested_forms_pdf) is abandoned after
+    HPS_RENDER_TIMEOUT (2 s for the tests' tritonserver) with a 422 naming it, and
+    another document's pages come meanwhile: rendering runs in pdf_render's worker
+    processes, and the stopped one is replaced."""
+
+    def pages_of(data: bytes) -> list:
+        document = grpcclient.InferInput("document", [len(data)], "UINT8")
+        document.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
+        return stream_model(triton, "pdf_render", [document])
+
+    with ThreadPoolExecutor(1) as thread:
+        started = time.monotonic()
+        stuck = thread.submit(pages_of, nested_forms_pdf(6))
+        assert len(pages_of(sample_pdf(pages=2))) == 2
+        assert not stuck.done(), "the other document waited for the slow page"
+        with pytest.raises(InferenceServerException, match=r"\[422\] page 1 of the PDF took longer than 2 s"):
+            stuck.result()
+    assert time.monotonic() - started < 10
+    assert len(pages_of(sample_pdf(pages=1))) == 1
 
 
 # --- layout_detection ----------------------------------------------------------------

@@ -9,6 +9,7 @@ import triton_python_backend_utils as pb_utils
 from docparse.documents import Document, open_document, page_window, parse_page_ranges
 from docparse.logs import configure_logging
 from docparse.protocol import RenderOptions, parse_request
+from docparse.render_pool import RenderPool
 from docparse.responses import RenderedPageInfo
 from docparse.settings import Settings
 from docparse_triton.common import FINAL, error_response, input_json, json_tensor
@@ -20,9 +21,15 @@ class TritonPythonModel:
         start_watchdog(args["model_instance_name"])  # no stub outlives its server
         self.settings = Settings.load()
         configure_logging(self.settings.general.log_level)
+        limits = self.settings.documents
+        self.renderer = RenderPool(limits.render_workers, limits.render_timeout, limits.render_max_memory_mb)
+
+    def finalize(self) -> None:
+        self.renderer.close()
 
     async def execute(self, requests: list) -> None:
-        # Decoupled + async: requests are served concurrently; pdfium itself is locked.
+        # Decoupled + async: requests are served concurrently; PDF pages render in the
+        # render pool's processes, each within its time and memory limits.
         await asyncio.gather(*(self._serve(request) for request in requests))
         return None
 
@@ -32,7 +39,9 @@ class TritonPythonModel:
         try:
             data = pb_utils.get_input_tensor_by_name(request, "document").as_numpy()
             options = parse_request(input_json(request, "options", required=False) or {}, RenderOptions)
-            document = await asyncio.to_thread(open_document, data.tobytes(), options.fileType, self.settings)
+            document = await asyncio.to_thread(
+                open_document, data.tobytes(), options.fileType, self.settings, self.renderer
+            )
             try:
                 closed = await self._send_pages(request, sender, document, options)
             finally:
