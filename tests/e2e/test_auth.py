@@ -4,6 +4,7 @@ VLM stand-in, over real HTTP."""
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -86,7 +87,11 @@ def test_a_key_works_as_bearer_or_x_api_key_and_the_log_names_it_never_shows_it(
         assert streamed.status_code == 200
         assert [name for name, _ in sse_events(streamed)] == ["page", "final"]
 
-    lines = {line["logId"]: line for line in access_lines(keyed)}
+    # A stream's line is written when the worker has finished sending it: wait for it.
+    deadline = time.monotonic() + 10
+    while "by-header" not in (lines := {line["logId"]: line for line in access_lines(keyed)}):
+        assert time.monotonic() < deadline, "no access-log line for the stream within 10 s"
+        time.sleep(0.05)
     assert lines["by-bearer"]["key"] == "alice" and lines["by-header"]["key"] == "bob"
     log = keyed.log_tail(2000)
     assert ALICE not in log and BOB not in log

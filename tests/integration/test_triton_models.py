@@ -178,8 +178,22 @@ def test_layout_detection_refuses_bad_options_and_keeps_serving(triton):
     assert grpc.infer("layout_detection", [image]).as_numpy("boxes") is not None
 
 
+def settled_stats(triton, model: str, timeout: float = 10.0) -> dict:
+    """The model's statistics once the counts of earlier requests have landed (Triton
+    updates them just after it answers): two reads 0.2 s apart that agree."""
+    deadline = time.monotonic() + timeout
+    stats = model_stats(triton, model)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        again = model_stats(triton, model)
+        if again["inference_count"] == stats["inference_count"]:
+            return again
+        stats = again
+    raise AssertionError(f"{model}'s statistics kept changing for {timeout} s")
+
+
 def test_layout_detection_batches_concurrent_pages(triton):
-    before = model_stats(triton, "layout_detection")
+    before = settled_stats(triton, "layout_detection")
 
     def one(size: int) -> None:
         grpc = grpcclient.InferenceServerClient(triton.grpc_url)
