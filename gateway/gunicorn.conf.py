@@ -35,6 +35,9 @@ graceful_timeout = int(_settings.gateway.graceful_timeout)
 timeout = 60
 keepalive = 75  # longer than common load balancers' idle timeout (60 s)
 accesslog = None  # the gateway writes its own structured line per request
+# gunicorn's control socket (gunicornc) is not used; left on, every gateway on a host
+# shares $HOME/.gunicorn/gunicorn.ctl, and one stopping removes the others' socket.
+control_socket_disable = True
 errorlog = "-"
 loglevel = _settings.general.log_level.lower()
 
