@@ -37,6 +37,9 @@ class AccessLogMiddleware:
         path = scope["path"]
         route = path if path in KNOWN_ROUTES else "other"
         started = time.perf_counter()
+        # Every request has a logId from here on (a parsing request replaces it with the
+        # caller's): the log line and the error answer of a failure name the same one.
+        scope.setdefault("state", {})["log_id"] = new_log_id()
         status = {"code": 500}
 
         async def send_and_record(message: Message) -> None:
@@ -64,7 +67,7 @@ class AccessLogMiddleware:
         try:
             taken = await slots.acquire()
         except OverloadedError as exc:
-            await error_answer(new_log_id(), exc)(scope, receive, send)
+            await error_answer(scope["state"]["log_id"], exc)(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)
