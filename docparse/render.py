@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import threading
 from pathlib import Path
 from typing import Callable
@@ -33,8 +34,11 @@ IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP")
 # A JPEG's extra pictures (MPO previews from cameras) are not pages.
 _SINGLE_FRAME_FORMATS = ("JPEG", "MPO")
 
-# What Pillow raises on damaged or truncated image data.
-_IMAGE_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+# What Pillow raises on damaged or truncated image data. Its plugins also let errors of
+# their own parsing escape: a TIFF without its width tag is a TypeError ("Missing
+# dimensions"), a short table an IndexError or struct.error (found by `make fuzz`).
+_IMAGE_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError, IndexError, struct.error,
+                        ZeroDivisionError)
 
 
 def fit_scale(width: float, height: float, scale: float, max_pixels: int) -> float:
