@@ -70,6 +70,9 @@ async def render_pages(
             yield DocumentInfo(info.kind, info.pageCount, selected), page
         if not received:  # nothing selected, or nothing left
             return
+        # A window that ended early is asked again from where it stopped: a page that
+        # failed after others loses its error over BLS (see pdf_render), and comes first
+        # in the next window, error and all.
         start += received
 
 

@@ -50,7 +50,14 @@ class TritonPythonModel:
                 sender.send(flags=FINAL)
         except Exception as exc:  # noqa: BLE001 - every failure is this request's answer
             if not closed:
-                sender.send(error_response(exc), flags=FINAL)
+                # The error, then the end of the stream, as two responses. Our caller is
+                # the orchestrator, over BLS, and the Python backend loses an error that
+                # follows pages there (found by `make fuzz`: a TIFF whose second frame is
+                # damaged): sent with the FINAL flag on it, the caller's stream never
+                # ended; sent apart, the stream ends early and the orchestrator asks again
+                # from the failing page, whose error then comes first and arrives.
+                sender.send(error_response(exc))
+                sender.send(flags=FINAL)
 
     async def _send_pages(self, request, sender, document: Document, options: RenderOptions) -> bool:
         """Render the window's pages one by one, each sent as soon as it is ready.

@@ -1,0 +1,31 @@
+"""A page that fails after other pages were sent (found by ``make fuzz``): the document
+ends with that page's error, at once. The Python backend loses an error that follows
+responses on a decoupled BLS stream, and with the end-of-stream flag on that error the
+orchestrator waited for ``pdf_render`` forever (the client, until its deadline)."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+
+from bench.fuzz.mutations import image_seeds, tiff_with_size
+from docparse.client import TritonLayoutClient
+from docparse.errors import LimitExceededError
+from docparse.responses import PageEvent
+
+pytestmark = pytest.mark.triton
+
+
+def test_a_page_failing_after_the_first_ends_the_document_with_its_error(triton, vlm):
+    # Two frames; the second declares 2147483647 x 10 pixels: refused when its turn comes.
+    tiff = tiff_with_size(image_seeds()["small-2p.tiff"], 2**31 - 1, 10, frame=1)
+    client = TritonLayoutClient(triton.grpc_url, timeout=30)
+    events = []
+    start = time.monotonic()
+    with pytest.raises(LimitExceededError, match="2147483647x10 pixels"):
+        for event in client.stream({"file": base64.b64encode(tiff).decode()}):
+            events.append(event)
+    assert time.monotonic() - start < 10
+    assert [type(event) for event in events] == [PageEvent]
