@@ -85,6 +85,8 @@ def insert_bytes(data: bytes, rng: random.Random) -> bytes:
 def delete_bytes(data: bytes, rng: random.Random) -> bytes:
     out = bytearray(data)
     for _ in range(rng.randint(1, 4)):
+        if len(out) <= 1:  # a small seed can be all but gone
+            break
         at = rng.randrange(len(out))
         del out[at:at + rng.choice([1, 2, 8, 64, 512])]
     return bytes(out) or data[:1]
@@ -92,6 +94,8 @@ def delete_bytes(data: bytes, rng: random.Random) -> bytes:
 
 def truncate(data: bytes, rng: random.Random) -> bytes:
     """Cut anywhere: within the header, in the middle, or just before the end."""
+    if len(data) < 2:
+        return b""
     where = rng.choice([rng.randrange(1, 64), rng.randrange(1, len(data)), len(data) - rng.randrange(1, 64)])
     return data[:max(1, min(where, len(data) - 1))]
 

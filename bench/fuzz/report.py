@@ -27,6 +27,7 @@ def summary(result: FuzzResult, about: dict[str, Any]) -> dict[str, Any]:
         "slowest": [{"seconds": round(s, 3), "index": i, "kind": k, "status": st}
                     for s, i, k, st in sorted(tally.slowest, reverse=True)],
         "failures": tally.failures,
+        "harness_errors": tally.harness_errors,
         "processes": {"watched": result.watched, "lost": result.lost, "replaced": result.replaced},
         "ready_status": result.ready_status,
     }
@@ -52,6 +53,8 @@ def markdown(report: dict[str, Any]) -> str:
         "Slowest answers: " + ", ".join(f"{s['seconds']} s (#{s['index']} {s['kind']}, {s['status']})"
                                         for s in report["slowest"]),
     ]
+    for error in report["harness_errors"]:
+        lines.append(f"- THE FUZZER FAILED (the run stopped early): {error}")
     for failure in report["failures"]:
         lines.append(f"- FAILURE #{failure['index']} {failure['kind']} {failure['request']}: "
                      f"{failure['problem']} ({failure.get('reproducer', 'not saved')})")

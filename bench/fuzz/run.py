@@ -44,6 +44,7 @@ class Tally:
     by_path: dict[str, Counter] = field(default_factory=dict)
     slowest: list[tuple[float, int, str, str]] = field(default_factory=list)  # a min-heap
     failures: list[dict[str, Any]] = field(default_factory=list)
+    harness_errors: list[str] = field(default_factory=list)  # the fuzzer's own bugs: the run stopped
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, probe: Probe, outcome: Outcome) -> None:
@@ -81,7 +82,7 @@ class FuzzResult:
 
     @property
     def clean(self) -> bool:
-        return (not self.tally.failures and not self.lost and not self.replaced
+        return (not self.tally.failures and not self.tally.harness_errors and not self.lost and not self.replaced
                 and self.ready_status == 200 and self.tally.sent == self.inputs)
 
 
@@ -104,12 +105,16 @@ def fuzz(
 
     def client() -> None:
         with httpx.Client(base_url=target.url, timeout=httpx.Timeout(bound, connect=10.0)) as http:
-            for probe in locked(source, source_lock):
-                tally.add(probe, send(http, probe, bound))
-                if progress is not None:
-                    progress(tally)
-                if len(tally.failures) >= max_failures:
-                    return
+            try:
+                for probe in locked(source, source_lock):
+                    tally.add(probe, send(http, probe, bound))
+                    if progress is not None:
+                        progress(tally)
+                    if len(tally.failures) >= max_failures:
+                        return
+            except Exception as exc:  # noqa: BLE001 - a bug of the fuzzer, not the service: said, and raised
+                tally.harness_errors.append(f"{type(exc).__name__}: {exc}")
+                raise
 
     threads = [threading.Thread(target=client, name=f"fuzz-client-{n}") for n in range(concurrency)]
     for thread in threads:
