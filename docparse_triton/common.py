@@ -43,6 +43,20 @@ def docparse_error(error: "pb_utils.TritonError") -> DocParseError:
     return error_for_code(name, error.message())
 
 
+#: The request parameter with which a BLS caller asks for a stream's error in-band: as
+#: the last response's ``output``, an ErrorEnvelope, instead of a Triton error. The
+#: Python backend loses an error that follows responses on a decoupled BLS stream, and
+#: its caller then waits for the stream's end forever. gRPC clients get Triton errors.
+IN_BAND_ERRORS = "docparse_in_band_errors"
+
+
+def wants_in_band_errors(request: Any) -> bool:
+    try:
+        return bool(load_json(request.parameters() or "{}").get(IN_BAND_ERRORS))
+    except (ValueError, AttributeError, DocParseError):
+        return False
+
+
 def input_json(request: Any, name: str, required: bool = True) -> Any:
     """Decode a BYTES input holding one JSON document (any batch shape), within the
     request's JSON limits (``docparse.protocol.load_json``)."""

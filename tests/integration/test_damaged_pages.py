@@ -29,3 +29,15 @@ def test_a_page_failing_after_the_first_ends_the_document_with_its_error(triton,
             events.append(event)
     assert time.monotonic() - start < 10
     assert [type(event) for event in events] == [PageEvent]
+
+
+def test_the_unary_model_answers_a_document_error_sent_after_pages(triton, vlm):
+    """One hop up, the same: the unary ``layout-parsing`` reads the orchestrator over BLS
+    and waited forever for a stream whose error followed a page; it now asks for errors
+    in-band (IN_BAND_ERRORS) and answers the error envelope."""
+    tiff = tiff_with_size(image_seeds()["small-2p.tiff"], 2**31 - 1, 10, frame=1)
+    client = TritonLayoutClient(triton.grpc_url, timeout=30)
+    start = time.monotonic()
+    with pytest.raises(LimitExceededError, match="2147483647x10 pixels"):
+        client.parse({"file": base64.b64encode(tiff).decode()})
+    assert time.monotonic() - start < 10

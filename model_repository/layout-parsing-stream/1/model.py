@@ -16,13 +16,13 @@ import triton_python_backend_utils as pb_utils
 
 from docparse import tracing
 from docparse.documents import RenderedPage
-from docparse.errors import describe
+from docparse.errors import as_error, describe
 from docparse.logs import configure_logging
 from docparse.pipeline import DocumentInfo, DocumentPipeline
 from docparse.protocol import LayoutOptions, LayoutParsingRequest, RenderOptions, log_id_for, new_log_id, parse_request
 from docparse.recognition import build_recognizer
 from docparse.recognition.tasks import TaskTable
-from docparse.responses import DET_BOXES, FinalEvent, PageEvent, RenderedPageInfo
+from docparse.responses import DET_BOXES, ErrorEnvelope, FinalEvent, PageEvent, RenderedPageInfo
 from docparse.settings import Settings
 from docparse.types import LayoutBox
 from docparse_triton.common import (
@@ -35,6 +35,7 @@ from docparse_triton.common import (
     json_tensor,
     output_bytes,
     stream_responses,
+    wants_in_band_errors,
 )
 from docparse_triton.stub_watchdog import start_watchdog
 
@@ -153,9 +154,20 @@ class TritonPythonModel:
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - this request's answer
             log.warning("logId=%s failed: %s", log_id or "-", describe(exc))
             try:
-                sender.send(error_response(exc), flags=FINAL)
+                sender.send(self._error_answer(request, log_id, exc), flags=FINAL)
             except Exception as send_error:  # noqa: BLE001 - the client may be gone
                 log.info("logId=%s the error could not be sent: %s", log_id or "-", send_error)
+
+    @staticmethod
+    def _error_answer(request, log_id: str, exc: BaseException) -> "pb_utils.InferenceResponse":
+        """A Triton error, or for a BLS caller that asks (the unary model), the error
+        envelope as the output: over BLS an error sent after pages is lost, and the
+        caller would wait for the end of the stream forever."""
+        if not wants_in_band_errors(request):
+            return error_response(exc)
+        error = as_error(exc)
+        envelope = ErrorEnvelope(logId=log_id or new_log_id(), errorCode=error.status, errorMsg=error.message)
+        return pb_utils.InferenceResponse([json_tensor("output", envelope)])
 
     def finalize(self) -> None:
         """Documents in flight get 30 s to finish; then the VLM connections are closed

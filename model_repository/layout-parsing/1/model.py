@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import triton_python_backend_utils as pb_utils
 
-from docparse.errors import InvalidRequestError, as_error
+from docparse.errors import InvalidRequestError, as_error, error_for_status
 from docparse.logs import configure_logging
-from docparse.protocol import log_id_for, new_log_id
-from docparse.responses import ErrorEnvelope, LayoutParsingResponse, collect_events, parse_event
+from docparse.protocol import load_json, log_id_for, new_log_id
+from docparse.responses import ErrorEnvelope, LayoutParsingResponse, StreamEvent, collect_events, parse_event
 from docparse.settings import Settings
 from docparse_triton.common import (
     FINAL,
+    IN_BAND_ERRORS,
     BackgroundLoop,
     input_json,
     json_tensor,
@@ -22,6 +23,15 @@ from docparse_triton.common import (
     stream_responses,
 )
 from docparse_triton.stub_watchdog import start_watchdog
+
+
+def event_or_error(raw: bytes | None) -> StreamEvent:
+    """A streamed event, or the orchestrator's error sent in-band (IN_BAND_ERRORS) raised."""
+    data = load_json(raw or b"null")
+    if isinstance(data, dict) and "errorCode" in data:
+        envelope = ErrorEnvelope.model_validate(data)
+        raise error_for_status(envelope.errorCode, envelope.errorMsg)
+    return parse_event(data)
 
 
 class TritonPythonModel:
@@ -47,8 +57,9 @@ class TritonPythonModel:
                 model_name="layout-parsing-stream",
                 inputs=[json_tensor("input", {**body, "logId": log_id})],
                 requested_output_names=["output"],
+                parameters={IN_BAND_ERRORS: True},
             )
-            events = [parse_event(output_bytes(r, "output")) async for r in stream_responses(bls)]
+            events = [event_or_error(output_bytes(r, "output")) async for r in stream_responses(bls)]
             envelope = collect_events(log_id, events)
         except Exception as exc:  # noqa: BLE001 - PaddleX HPS reports errors in the envelope
             error = as_error(exc)
