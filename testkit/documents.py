@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import io
+import re
 
 import pypdfium2 as pdfium
 from PIL import Image
@@ -270,14 +271,17 @@ def nested_forms_pdf(levels: int, fanout: int = 10) -> bytes:
 
 
 def pageless_pdf() -> bytes:
-    """A well-formed PDF with no pages (what pdfium writes for a new, empty document)."""
+    """A well-formed PDF with no pages (what pdfium writes for a new, empty document),
+    with its creation date and file ID made fixed (same lengths, so the offsets hold):
+    pdfium writes the time and a random ID, and the fuzz run must make the same inputs."""
     buffer = io.BytesIO()
     document = pdfium.PdfDocument.new()
     try:
         document.save(buffer)
     finally:
         document.close()
-    return buffer.getvalue()
+    data = re.sub(rb"D:\d{14}", b"D:20260101000000", buffer.getvalue())
+    return re.sub(rb"<[0-9A-Fa-f]{32}>", b"<" + b"0" * 32 + b">", data)
 
 
 @functools.cache

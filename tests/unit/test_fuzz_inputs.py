@@ -4,10 +4,14 @@ operation present, and mutators that do what their names say."""
 from __future__ import annotations
 
 import io
+import json
 import random
 import struct
+import subprocess
+import sys
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -42,8 +46,6 @@ def test_a_plan_has_every_family_and_operation(spec):
 def test_a_probe_survives_its_reproducer_file(tmp_path):
     probe = Probe("pdf bit flips", "POST", "/layout-parsing", {"Content-Type": "application/json"}, b"{\x00}", 7)
     probe.save(tmp_path / "7.json", {"outcome": "x"})
-    import json
-
     assert Probe.from_json(json.loads((tmp_path / "7.json").read_text())) == probe
     assert (tmp_path / "7.body").read_bytes() == b"{\x00}"
     assert "--data-binary @7.body" in (tmp_path / "7.sh").read_text()
@@ -93,3 +95,14 @@ def test_mutators_take_any_input_however_small():
         for name, mutator in table.items():
             for _ in range(30):
                 assert isinstance(mutator(rng.randbytes(size), rng), bytes), name
+
+
+def test_the_seed_files_are_the_same_bytes_in_every_process():
+    """pdfium wrote a time and a random ID into the pageless PDF: a seed made other
+    mutants in each run, and two runs of one seed differed."""
+    code = ("import hashlib; from bench.fuzz.mutations import pdf_seeds, image_seeds; "
+            "print(hashlib.sha1(b''.join([*pdf_seeds().values(), *image_seeds().values()])).hexdigest())")
+    root = Path(__file__).resolve().parents[2]
+    digests = {subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                              check=True, timeout=120).stdout for _ in range(2)}
+    assert len(digests) == 1
