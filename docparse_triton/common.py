@@ -11,8 +11,17 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, TypeVar
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from docparse.errors import DocParseError, InvalidRequestError, as_error, describe, error_for_code, tag_status
-from docparse.protocol import json_bytes, load_json
+from docparse.errors import (
+    DocParseError,
+    InvalidRequestError,
+    as_error,
+    describe,
+    error_for_code,
+    error_for_status,
+    tag_status,
+)
+from docparse.protocol import json_bytes, load_json, new_log_id
+from docparse.responses import ErrorEnvelope
 
 T = TypeVar("T")
 log = logging.getLogger("docparse.triton")
@@ -43,10 +52,11 @@ def docparse_error(error: "pb_utils.TritonError") -> DocParseError:
     return error_for_code(name, error.message())
 
 
-#: The request parameter with which a BLS caller asks for a stream's error in-band: as
-#: the last response's ``output``, an ErrorEnvelope, instead of a Triton error. The
-#: Python backend loses an error that follows responses on a decoupled BLS stream, and
-#: its caller then waits for the stream's end forever. gRPC clients get Triton errors.
+#: The request parameter with which a BLS caller asks for a stream's error in-band: the
+#: error envelope as an output of the last response, instead of a Triton error. Over a
+#: decoupled BLS stream the Python backend loses an error that follows responses (and
+#: with FINAL on it the caller waits for the end forever), and now and then one that
+#: comes first (the stream just ends). gRPC clients get Triton errors.
 IN_BAND_ERRORS = "docparse_in_band_errors"
 
 
@@ -55,6 +65,20 @@ def wants_in_band_errors(request: Any) -> bool:
         return bool(load_json(request.parameters() or "{}").get(IN_BAND_ERRORS))
     except (ValueError, AttributeError, DocParseError):
         return False
+
+
+def error_envelope_response(exc: BaseException, name: str, log_id: str = "") -> "pb_utils.InferenceResponse":
+    """``exc`` in-band (IN_BAND_ERRORS): the error envelope as output ``name``."""
+    error = as_error(exc)
+    envelope = ErrorEnvelope(logId=log_id or new_log_id(), errorCode=error.status, errorMsg=error.message)
+    return pb_utils.InferenceResponse([json_tensor(name, envelope)])
+
+
+def raise_in_band_error(data: Any) -> None:
+    """Raise the error a BLS callee sent in-band (IN_BAND_ERRORS), if ``data`` is one."""
+    if isinstance(data, dict) and "errorCode" in data and "errorMsg" in data:
+        envelope = ErrorEnvelope.model_validate(data)
+        raise error_for_status(envelope.errorCode, envelope.errorMsg)
 
 
 def input_json(request: Any, name: str, required: bool = True) -> Any:

@@ -4,7 +4,8 @@ An answer is a failure when it is a 5xx (the stack is healthy and loaded below i
 all run long, so a 502, 503 or 504 would be a bug as much as a 500: a VLM stand-in that
 never errs, a slot that should have been free, a deadline that should not have passed),
 when it is late (past ``bound`` seconds: a hang), when an error is not the error envelope,
-when a successful parse is not the success envelope, or when a stream does not end with
+when a successful parse is not the success envelope or has no page (a document always
+has one: a 200 without is an error lost on the way), or when a stream does not end with
 ``final`` or ``error`` (or ends with an ``error`` event that is a 5xx)."""
 
 from __future__ import annotations
@@ -63,17 +64,22 @@ def judge(probe: Probe, status: int, body: bytes) -> str | None:
         answer = json_of(body)
         if not (isinstance(answer, dict) and answer.get("errorCode") == 0 and "result" in answer):
             return f"a 200 that is not the success envelope: {body[:200]!r}"
+        if not answer["result"].get("layoutParsingResults"):
+            return f"a success without a page: {str(answer['result'])[:200]}"
     return None
 
 
 def read_stream(response: httpx.Response) -> tuple[str | None, str | None]:
     """(last event name, problem) of a 200 event stream read to its end."""
-    last = None
+    last, pages = None, 0
     try:
         for event in EventSource(response).iter_sse():
             if last in ("final", "error"):
                 return event.event, f"an event after '{last}': {event.event}"
             last = event.event
+            pages += last == "page"
+            if last == "final" and not pages:
+                return last, f"a final event without a page: {event.data[:200]}"
             if event.event == "error":
                 problem = envelope_problem(json_of(event.data.encode()), None)
                 if problem:

@@ -16,24 +16,35 @@ import triton_python_backend_utils as pb_utils
 
 from docparse import tracing
 from docparse.documents import RenderedPage
-from docparse.errors import as_error, describe
+from docparse.errors import InternalError, describe
 from docparse.logs import configure_logging
 from docparse.pipeline import DocumentInfo, DocumentPipeline
-from docparse.protocol import LayoutOptions, LayoutParsingRequest, RenderOptions, log_id_for, new_log_id, parse_request
+from docparse.protocol import (
+    LayoutOptions,
+    LayoutParsingRequest,
+    RenderOptions,
+    load_json,
+    log_id_for,
+    new_log_id,
+    parse_request,
+)
 from docparse.recognition import build_recognizer
 from docparse.recognition.tasks import TaskTable
-from docparse.responses import DET_BOXES, ErrorEnvelope, FinalEvent, PageEvent, RenderedPageInfo
+from docparse.responses import DET_BOXES, FinalEvent, PageEvent, RenderedPageInfo
 from docparse.settings import Settings
 from docparse.types import LayoutBox
 from docparse_triton.common import (
     FINAL,
+    IN_BAND_ERRORS,
     BackgroundLoop,
     cancel_when_abandoned,
+    error_envelope_response,
     error_response,
     infer,
     input_json,
     json_tensor,
     output_bytes,
+    raise_in_band_error,
     stream_responses,
     wants_in_band_errors,
 )
@@ -60,20 +71,22 @@ async def render_pages(
                 json_tensor("options", options),
             ],
             requested_output_names=["image", "page"],
+            parameters={IN_BAND_ERRORS: True},
         )
         received = 0
         async for response in stream_responses(bls):
-            info = RenderedPageInfo.model_validate_json(output_bytes(response, "page"))
+            page_json = load_json(output_bytes(response, "page") or b"null")
+            raise_in_band_error(page_json)
+            info = RenderedPageInfo.model_validate(page_json)
             image = pb_utils.get_output_tensor_by_name(response, "image").as_numpy()
             page = RenderedPage(index=info.index, image=image, width=info.width, height=info.height, scale=info.scale)
             selected = info.selected
             received += 1
             yield DocumentInfo(info.kind, info.pageCount, selected), page
         if not received:  # nothing selected, or nothing left
+            if selected is None:  # no page and no error: never a 200 with nothing
+                raise InternalError("pdf_render ended the document without a page or an error")
             return
-        # A window that ended early is asked again from where it stopped: a page that
-        # failed after others loses its error over BLS (see pdf_render), and comes first
-        # in the next window, error and all.
         start += received
 
 
@@ -165,9 +178,7 @@ class TritonPythonModel:
         caller would wait for the end of the stream forever."""
         if not wants_in_band_errors(request):
             return error_response(exc)
-        error = as_error(exc)
-        envelope = ErrorEnvelope(logId=log_id or new_log_id(), errorCode=error.status, errorMsg=error.message)
-        return pb_utils.InferenceResponse([json_tensor("output", envelope)])
+        return error_envelope_response(exc, "output", log_id)
 
     def finalize(self) -> None:
         """Documents in flight get 30 s to finish; then the VLM connections are closed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import triton_python_backend_utils as pb_utils
 
-from docparse.errors import InvalidRequestError, as_error, error_for_status
+from docparse.errors import InvalidRequestError, as_error
 from docparse.logs import configure_logging
 from docparse.protocol import load_json, log_id_for, new_log_id
 from docparse.responses import ErrorEnvelope, LayoutParsingResponse, StreamEvent, collect_events, parse_event
@@ -20,6 +20,7 @@ from docparse_triton.common import (
     input_json,
     json_tensor,
     output_bytes,
+    raise_in_band_error,
     stream_responses,
 )
 from docparse_triton.stub_watchdog import start_watchdog
@@ -28,9 +29,7 @@ from docparse_triton.stub_watchdog import start_watchdog
 def event_or_error(raw: bytes | None) -> StreamEvent:
     """A streamed event, or the orchestrator's error sent in-band (IN_BAND_ERRORS) raised."""
     data = load_json(raw or b"null")
-    if isinstance(data, dict) and "errorCode" in data:
-        envelope = ErrorEnvelope.model_validate(data)
-        raise error_for_status(envelope.errorCode, envelope.errorMsg)
+    raise_in_band_error(data)
     return parse_event(data)
 
 

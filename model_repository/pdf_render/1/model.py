@@ -12,7 +12,14 @@ from docparse.protocol import RenderOptions, parse_request
 from docparse.render_pool import RenderPool
 from docparse.responses import RenderedPageInfo
 from docparse.settings import Settings
-from docparse_triton.common import FINAL, error_response, input_json, json_tensor
+from docparse_triton.common import (
+    FINAL,
+    error_envelope_response,
+    error_response,
+    input_json,
+    json_tensor,
+    wants_in_band_errors,
+)
 from docparse_triton.stub_watchdog import start_watchdog
 
 
@@ -50,14 +57,13 @@ class TritonPythonModel:
                 sender.send(flags=FINAL)
         except Exception as exc:  # noqa: BLE001 - every failure is this request's answer
             if not closed:
-                # The error, then the end of the stream, as two responses. Our caller is
-                # the orchestrator, over BLS, and the Python backend loses an error that
-                # follows pages there (found by `make fuzz`: a TIFF whose second frame is
-                # damaged): sent with the FINAL flag on it, the caller's stream never
-                # ended; sent apart, the stream ends early and the orchestrator asks again
-                # from the failing page, whose error then comes first and arrives.
-                sender.send(error_response(exc))
-                sender.send(flags=FINAL)
+                # Our caller, the orchestrator, reads us over BLS, where the Python backend
+                # loses error responses at times (found by `make fuzz`: after pages always,
+                # and a stream then never ended; first too, now and then): it asks for
+                # errors in-band, as the `page` output of the last response.
+                in_band = wants_in_band_errors(request)
+                answer = error_envelope_response(exc, "page") if in_band else error_response(exc)
+                sender.send(answer, flags=FINAL)
 
     async def _send_pages(self, request, sender, document: Document, options: RenderOptions) -> bool:
         """Render the window's pages one by one, each sent as soon as it is ready.
