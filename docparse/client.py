@@ -98,6 +98,7 @@ class TritonLayoutClient:
                 except queue.Empty:
                     raise DeadlineExceededError(f"no response from Triton within {self.timeout:.0f} s") from None
                 if error is not None:
+                    finished = True  # an error is the stream's last response: nothing to cancel
                     raise error_from_triton(error)
                 raw = output_bytes(result)
                 if raw is not None:
@@ -185,6 +186,7 @@ class AsyncTritonClient:
             final = None
             async for result, error in responses:
                 if error is not None:
+                    ended = True  # an error is the stream's last response: nothing to cancel
                     raise error_from_triton(error)
                 raw = output_bytes(result)
                 if raw is None:
