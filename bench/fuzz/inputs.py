@@ -145,8 +145,8 @@ MAKERS = {"file": file_probe, "request bytes": request_bytes_probe, "protocol": 
 
 
 def plan(spec: dict[str, Any], inputs: int, seed: int) -> Iterator[Probe]:
-    """``inputs`` probes in a shuffled order: the OpenAPI ones made now, the others
-    each when its turn comes."""
+    """``inputs`` probes in a shuffled order: the OpenAPI ones all made when the first
+    is asked for (seconds), the others each when its turn comes."""
     openapi = openapi_probes(spec, int(inputs * OPENAPI_SHARE), seed)[:inputs]
     rest = inputs - len(openapi)
     families = ["openapi"] * len(openapi)
