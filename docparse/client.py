@@ -30,10 +30,9 @@ from docparse.errors import (
     DocParseError,
     InternalError,
     error_for_code,
-    error_for_status,
 )
 from docparse.protocol import json_bytes
-from docparse.responses import ErrorEnvelope, FinalEvent, LayoutParsingResponse, PageEvent, StreamEvent, parse_event
+from docparse.responses import FinalEvent, LayoutParsingResponse, PageEvent, StreamEvent, parse_event, raise_if_error
 
 STREAM_MODEL = "layout-parsing-stream"
 UNARY_MODEL = "layout-parsing"
@@ -137,9 +136,7 @@ def read_envelope(raw: bytes | None) -> LayoutParsingResponse:
     envelope = json.loads(raw or b"null")
     if not isinstance(envelope, dict):
         raise InternalError("the layout-parsing model answered no envelope")
-    if envelope.get("errorCode"):
-        error = ErrorEnvelope.model_validate(envelope)
-        raise error_for_status(error.errorCode, error.errorMsg)
+    raise_if_error(envelope)
     return LayoutParsingResponse.model_validate(envelope)
 
 

@@ -128,6 +128,8 @@ class ClientGoneError(DocParseError):
 class InternalError(DocParseError):
     """Something failed that is not the request's fault."""
 
+    kind = ErrorKind.INTERNAL
+
 
 class ModelSetupError(InternalError):
     """A model could not be loaded: missing files, wrong name. Raised at start-up."""
@@ -164,19 +166,14 @@ class DeadlineExceededError(DocParseError):
     kind = ErrorKind.DEADLINE_EXCEEDED
 
 
+def _classes(base: type[DocParseError]) -> list[type[DocParseError]]:
+    return [base] + [cls for sub in base.__subclasses__() for cls in _classes(sub)]
+
+
+#: Each kind's class: the one that declares it (subclasses such as InvalidDocumentError
+#: share their parent's row).
 _CLASS_FOR_KIND: dict[ErrorKind, type[DocParseError]] = {
-    ErrorKind.MALFORMED_BODY: MalformedBodyError,
-    ErrorKind.UNAUTHENTICATED: UnauthenticatedError,
-    ErrorKind.INVALID_REQUEST: InvalidRequestError,
-    ErrorKind.LIMIT_EXCEEDED: LimitExceededError,
-    ErrorKind.QUOTA_EXCEEDED: QuotaExceededError,
-    ErrorKind.CLIENT_GONE: ClientGoneError,
-    ErrorKind.INTERNAL: InternalError,
-    ErrorKind.RECOGNITION_FAILED: RecognitionError,
-    ErrorKind.RECOGNITION_UNAVAILABLE: RecognitionUnavailableError,
-    ErrorKind.BACKEND_UNAVAILABLE: BackendUnavailableError,
-    ErrorKind.OVERLOADED: OverloadedError,
-    ErrorKind.DEADLINE_EXCEEDED: DeadlineExceededError,
+    cls.__dict__["kind"]: cls for cls in _classes(DocParseError) if "kind" in cls.__dict__ and cls is not DocParseError
 }
 
 

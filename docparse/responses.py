@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from docparse.errors import InternalError
+from docparse.errors import InternalError, error_for_status
 
 
 def _unset(value: Any) -> bool:
@@ -193,6 +193,14 @@ class ErrorEnvelope(_Model):
     logId: str = Field(description="The request's id (the caller's logId, or a new one).")
     errorCode: int = Field(description="The HTTP status of the error.", examples=[422])
     errorMsg: str = Field(description="What went wrong, naming the field or the limit.")
+
+
+def raise_if_error(data: Any) -> None:
+    """Raise the error ``data`` carries when it is an error envelope (a non-zero
+    errorCode, the HTTP status), as the error of that row of the table."""
+    if isinstance(data, dict) and data.get("errorCode"):
+        envelope = ErrorEnvelope.model_validate(data)
+        raise error_for_status(envelope.errorCode, envelope.errorMsg)
 
 
 # --- the streaming protocol (layout-parsing-stream, /layout-parsing/stream) -----------------

@@ -17,7 +17,6 @@ from docparse.errors import (
     as_error,
     describe,
     error_for_code,
-    error_for_status,
     tag_status,
 )
 from docparse.protocol import json_bytes, load_json, new_log_id
@@ -72,13 +71,6 @@ def error_envelope_response(exc: BaseException, name: str, log_id: str = "") -> 
     error = as_error(exc)
     envelope = ErrorEnvelope(logId=log_id or new_log_id(), errorCode=error.status, errorMsg=error.message)
     return pb_utils.InferenceResponse([json_tensor(name, envelope)])
-
-
-def raise_in_band_error(data: Any) -> None:
-    """Raise the error a BLS callee sent in-band (IN_BAND_ERRORS), if ``data`` is one."""
-    if isinstance(data, dict) and "errorCode" in data and "errorMsg" in data:
-        envelope = ErrorEnvelope.model_validate(data)
-        raise error_for_status(envelope.errorCode, envelope.errorMsg)
 
 
 def input_json(request: Any, name: str, required: bool = True) -> Any:

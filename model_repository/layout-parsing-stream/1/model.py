@@ -30,7 +30,7 @@ from docparse.protocol import (
 )
 from docparse.recognition import build_recognizer
 from docparse.recognition.tasks import TaskTable
-from docparse.responses import DET_BOXES, FinalEvent, PageEvent, RenderedPageInfo
+from docparse.responses import DET_BOXES, FinalEvent, PageEvent, RenderedPageInfo, raise_if_error
 from docparse.settings import Settings
 from docparse.types import LayoutBox
 from docparse_triton.common import (
@@ -44,7 +44,6 @@ from docparse_triton.common import (
     input_json,
     json_tensor,
     output_bytes,
-    raise_in_band_error,
     stream_responses,
     wants_in_band_errors,
 )
@@ -76,7 +75,7 @@ async def render_pages(
         received = 0
         async for response in stream_responses(bls):
             page_json = load_json(output_bytes(response, "page") or b"null")
-            raise_in_band_error(page_json)
+            raise_if_error(page_json)
             info = RenderedPageInfo.model_validate(page_json)
             image = pb_utils.get_output_tensor_by_name(response, "image").as_numpy()
             page = RenderedPage(index=info.index, image=image, width=info.width, height=info.height, scale=info.scale)

@@ -11,7 +11,14 @@ import triton_python_backend_utils as pb_utils
 from docparse.errors import InvalidRequestError, as_error
 from docparse.logs import configure_logging
 from docparse.protocol import load_json, log_id_for, new_log_id
-from docparse.responses import ErrorEnvelope, LayoutParsingResponse, StreamEvent, collect_events, parse_event
+from docparse.responses import (
+    ErrorEnvelope,
+    LayoutParsingResponse,
+    StreamEvent,
+    collect_events,
+    parse_event,
+    raise_if_error,
+)
 from docparse.settings import Settings
 from docparse_triton.common import (
     FINAL,
@@ -20,7 +27,6 @@ from docparse_triton.common import (
     input_json,
     json_tensor,
     output_bytes,
-    raise_in_band_error,
     stream_responses,
 )
 from docparse_triton.stub_watchdog import start_watchdog
@@ -29,7 +35,7 @@ from docparse_triton.stub_watchdog import start_watchdog
 def event_or_error(raw: bytes | None) -> StreamEvent:
     """A streamed event, or the orchestrator's error sent in-band (IN_BAND_ERRORS) raised."""
     data = load_json(raw or b"null")
-    raise_in_band_error(data)
+    raise_if_error(data)
     return parse_event(data)
 
 
