@@ -28,6 +28,8 @@ class ErrorKind(enum.Enum):
         401, "INVALID_ARG", False, "No API key, or not a valid one; WWW-Authenticate says how to send one."
     )
     INVALID_REQUEST = (422, "INVALID_ARG", False, "A field is wrong, or the file is not a readable PDF or image.")
+    NOT_FOUND = (404, "NOT_FOUND", False, "No such job (or its result expired, HPS_JOB_TTL).")
+    CONFLICT = (409, "INVALID_ARG", False, "The job cannot give that: it was cancelled.")
     LIMIT_EXCEEDED = (413, "UNSUPPORTED", False, "The body, the document or its page count is over a limit.")
     QUOTA_EXCEEDED = (
         429, "UNAVAILABLE", True,
@@ -105,6 +107,18 @@ class UnauthenticatedError(DocParseError):
     """No API key, or one that is not valid."""
 
     kind = ErrorKind.UNAUTHENTICATED
+
+
+class NotFoundError(DocParseError):
+    """The job asked for does not exist (any more)."""
+
+    kind = ErrorKind.NOT_FOUND
+
+
+class ConflictError(DocParseError):
+    """The job is in a state that cannot give what was asked (a cancelled job's result)."""
+
+    kind = ErrorKind.CONFLICT
 
 
 class LimitExceededError(DocParseError):

@@ -276,6 +276,67 @@ TextList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_text_list)]
 _ORIGIN = re.compile(r"^https?://[^/\s]+$")
 
 
+class JobSettings(_Group):
+    """The async jobs API (``/jobs``): where jobs are kept, how many, for how long, and
+    how they are run by the gateway workers."""
+
+    model_config = SettingsConfigDict(env_prefix="HPS_JOB_")
+
+    data_dir: Path = Field(
+        Path("data"),
+        validation_alias=_env("HPS_DATA_DIR", "data_dir"),
+        description="Directory of the embedded job store (SQLite) and other lasting data.",
+    )
+    store: str | None = Field(
+        None,
+        description="Where jobs are kept: sqlite:///PATH, or postgresql://USER@HOST/DB for several "
+        "gateway hosts sharing one queue; unset: sqlite under HPS_DATA_DIR.",
+    )
+    store_max_mb: int | None = Field(
+        None, ge=1, description="SQLite only: largest size of the store file; a write past it fails (disk full)."
+    )
+    max_queued: int = Field(
+        1000,
+        ge=1,
+        validation_alias=_env("HPS_MAX_QUEUED_JOBS", "max_queued"),
+        description="Jobs waiting at once, all callers; more is refused with 503 and Retry-After.",
+    )
+    max_document_bytes: int = Field(
+        200 * 1024 * 1024, ge=1, description="Largest document a job may store (413 above it)."
+    )
+    ttl: float = Field(86400.0, gt=0, description="Seconds a finished job and its result are kept.")
+    concurrency: int = Field(4, ge=0, description="Jobs each gateway worker runs at once; 0: this worker runs none.")
+    lease: float = Field(
+        30.0, gt=0, description="Seconds a worker's claim on a job lasts unrenewed; then another worker takes it over."
+    )
+    max_attempts: int = Field(
+        5, ge=1, description="Runs of a job (first one, retries, takeovers) before it is failed."
+    )
+    retry_delay: float = Field(
+        2.0, ge=0, description="Seconds before a job's first retry; doubled for each next one, at most 60."
+    )
+    poll_interval: float = Field(
+        0.5, gt=0, description="Seconds between looks at the store for new jobs, cancels and new pages."
+    )
+    webhook_secret: str | None = Field(
+        None,
+        validation_alias=_env("HPS_WEBHOOK_SECRET", "webhook_secret"),
+        description="Key of the HMAC-SHA256 signature of callbackUrl deliveries; unset: unsigned.",
+    )
+    webhook_attempts: int = Field(
+        6, ge=1, validation_alias=_env("HPS_WEBHOOK_ATTEMPTS", "webhook_attempts"),
+        description="Deliveries of a callback tried before it is given up (backoff 1, 2, 4… s, at most 300).",
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, validation_alias=_env("HPS_WEBHOOK_TIMEOUT", "webhook_timeout"),
+        description="Seconds one callback delivery may take.",
+    )
+
+    def store_url(self) -> str:
+        """HPS_JOB_STORE, or the SQLite file under HPS_DATA_DIR."""
+        return self.store or f"sqlite:///{(self.data_dir / 'jobs.sqlite3').resolve()}"
+
+
 class AuthSettings(_Group):
     """Who may call the gateway (API keys), how much (quotas), from which web pages (CORS)."""
 
@@ -336,6 +397,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "crops": CropSettings,
     "gateway": GatewaySettings,
     "auth": AuthSettings,
+    "jobs": JobSettings,
 }
 
 
@@ -353,6 +415,7 @@ class Settings(BaseModel):
     crops: CropSettings = Field(default_factory=CropSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     @classmethod
     def load(cls, **groups: Any) -> "Settings":
