@@ -1,6 +1,7 @@
 """Shared fixtures: a real tritonserver on free ports serving model_repository/ with the
 stand-in layout model, pointed at the VLM stand-in. Started once per session, only when a
-test asks; always stopped."""
+test asks; always stopped. Also ``job_store_url`` (tests/support/postgres.py): a test
+runs on a SQLite job store and on a throwaway PostgreSQL server's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Iterator
 import pytest
 
 from scripts.triton_local import TritonServer
+from tests.support.postgres import job_store_url, postgres_server  # noqa: F401  (fixtures for every test)
 from testkit.tiny_doclayout import build_model_dir
 from vlmsim import SimulatorProcess
 

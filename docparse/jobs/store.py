@@ -238,8 +238,10 @@ class JobStore:
             )
             if held.rowcount != 1:
                 return False
-            conn.execute(delete(pages).where(pages.c.job_id == job_id, pages.c.page_index == page_index))
+            # seq before the delete: a new try of the last stored page must get a newer seq
+            # than the try it replaces, or a follower already past that seq never sees it
             seq = conn.scalar(select(func.coalesce(func.max(pages.c.seq), 0)).where(pages.c.job_id == job_id)) + 1
+            conn.execute(delete(pages).where(pages.c.job_id == job_id, pages.c.page_index == page_index))
             conn.execute(
                 insert(pages).values(job_id=job_id, page_index=page_index, seq=seq, failed=failed, data=data.decode())
             )
