@@ -14,6 +14,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from docparse import __version__, tracing
+from docparse.jobs.model import JobRequest
 from docparse.logs import configure_logging
 from docparse.protocol import LayoutParsingRequest
 from docparse.responses import ErrorEnvelope, FinalEvent, PageEvent
@@ -25,7 +26,7 @@ from gateway.errors import register_error_handlers
 from gateway.keys import load_keyring
 from gateway.openapi import customise_openapi
 from gateway.resources import Gateway
-from gateway.routes import hps, ops
+from gateway.routes import hps, jobs, ops
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,10 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_cors(app, settings.auth.cors_origins)
     register_error_handlers(app)
     app.include_router(hps.router)
+    app.include_router(jobs.router)
     app.include_router(ops.router)
     customise_openapi(
         app,
-        [LayoutParsingRequest],
+        [LayoutParsingRequest, JobRequest],
         event_data={"StreamEventData": [PageEvent, FinalEvent, ErrorEnvelope]},
         open_paths=settings.auth.open_paths if keyring.enabled else None,
     )

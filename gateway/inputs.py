@@ -91,9 +91,12 @@ def form_value(key: str, value: str) -> Any:
         return value
 
 
-async def validated_request(data: dict[str, Any], settings: GatewaySettings, log_id: str) -> dict[str, Any]:
-    """Validate the request (errors name the field), fetch a URL input, set the logId."""
-    parsed = parse_request(data, LayoutParsingRequest)
+async def validated_request(
+    data: dict[str, Any], settings: GatewaySettings, log_id: str, model: type[LayoutParsingRequest] = LayoutParsingRequest
+) -> dict[str, Any]:
+    """Validate the request as ``model`` (errors name the field), fetch a URL input, set
+    the logId."""
+    parsed = parse_request(data, model)
     if parsed.file.startswith(("http://", "https://")):
         if not settings.allow_url_input:
             raise InvalidRequestError(

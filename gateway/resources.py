@@ -3,7 +3,8 @@ lifespan, and the dependency that hands it to routes."""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import asyncio
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -11,6 +12,8 @@ import httpx
 from fastapi import Request
 
 from docparse.client import AsyncTritonClient
+from docparse.jobs.runner import JobRunner
+from docparse.jobs.store import JobStore
 from docparse.settings import Settings
 from gateway.limits import Slots
 
@@ -22,22 +25,34 @@ class Gateway:
     inference_slots: Slots  # parsing requests in Triton at once
     other_slots: Slots  # health, metrics, docs
     http: httpx.AsyncClient  # readiness checks of the VLM
+    jobs: JobStore  # the async jobs API's store (docparse/jobs/)
+    runner: JobRunner  # runs stored jobs in this worker's background
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator["Gateway"]:
-        """The worker's clients, closed while its loop still runs."""
+        """The worker's clients and job runner, closed while its loop still runs; jobs
+        this worker was running go back to the queue for another worker."""
         limits = settings.gateway
+        triton = AsyncTritonClient(limits.triton_url, limits.max_body_bytes)
+        jobs = JobStore.open(settings.jobs.store_url(), settings.jobs.store_max_mb)
         gateway = cls(
             settings=settings,
-            triton=AsyncTritonClient(limits.triton_url, limits.max_body_bytes),
+            triton=triton,
             inference_slots=Slots("inference", limits.max_concurrent_requests, limits.queue_timeout),
             other_slots=Slots("other", limits.max_concurrent_other_requests, limits.queue_timeout),
             http=httpx.AsyncClient(trust_env=False),
+            jobs=jobs,
+            runner=JobRunner(jobs, triton.events, settings.jobs, stall_timeout=limits.inference_timeout),
         )
+        running = asyncio.create_task(gateway.runner.run(), name="job-runner")
         try:
             yield gateway
         finally:
+            running.cancel()
+            with suppress(asyncio.CancelledError):
+                await running
+            jobs.close()
             await gateway.triton.close()
             await gateway.http.aclose()
 

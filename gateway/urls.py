@@ -44,9 +44,12 @@ class CheckedResolver(AbstractResolver):
     """Resolves a URL's host for the connection and refuses it unless every address is
     allowed. ``dns`` is the system resolver unless a test gives its own."""
 
-    def __init__(self, allowed: Callable[[IPAddress], bool], dns: AbstractResolver | None = None) -> None:
+    def __init__(
+        self, allowed: Callable[[IPAddress], bool], dns: AbstractResolver | None = None, field: str = "file"
+    ) -> None:
         self._allowed = allowed
         self._dns = dns
+        self.field = field  # the request field the URL came in, named in errors
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -55,7 +58,7 @@ class CheckedResolver(AbstractResolver):
         try:
             answers = await dns.resolve(host, port, family)
         except OSError as exc:
-            raise InvalidRequestError(f"field 'file': the URL's host cannot be resolved: {exc}") from None
+            raise InvalidRequestError(f"field '{self.field}': the URL's host cannot be resolved: {exc}") from None
         for answer in answers:
             self.check_address(ipaddress.ip_address(answer["host"]))
         return answers
@@ -67,7 +70,7 @@ class CheckedResolver(AbstractResolver):
     def check_address(self, address: IPAddress) -> None:
         if not self._allowed(address):
             raise InvalidRequestError(
-                f"field 'file': the URL points to a non-public address ({address}); "
+                f"field '{self.field}': the URL points to a non-public address ({address}); "
                 "such URLs are refused (HPS_URL_ALLOW_PRIVATE)"
             )
 
@@ -76,7 +79,7 @@ class CheckedResolver(AbstractResolver):
         since no resolving happens for it."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequestError("field 'file': only http:// and https:// URLs are accepted")
+            raise InvalidRequestError(f"field '{self.field}': only http:// and https:// URLs are accepted")
         try:
             address = ipaddress.ip_address(parts.hostname)
         except ValueError:
@@ -84,10 +87,28 @@ class CheckedResolver(AbstractResolver):
         self.check_address(address)
 
 
+def url_resolver(settings: GatewaySettings, field: str = "file") -> CheckedResolver:
+    """The resolver that applies this server's rules (HPS_URL_ALLOW_PRIVATE)."""
+    return CheckedResolver(anywhere if settings.url_allow_private else is_public, field=field)
+
+
+async def check_callback_url(url: str, settings: GatewaySettings) -> None:
+    """Refuse a callbackUrl the webhook could not be sent to under the URL rules: not
+    http(s), or a host that is or resolves to a non-public address. The delivery checks
+    again, on the address it connects to."""
+    resolver = url_resolver(settings, "callbackUrl")
+    resolver.check_url(url)
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        await resolver.resolve(host, urlsplit(url).port or 0)
+
+
 async def fetch_url(url: str, settings: GatewaySettings, resolver: CheckedResolver | None = None) -> bytes:
     """The document at ``url``: http(s) only, public addresses only (unless allowed),
     at most HPS_MAX_BODY_BYTES, within HPS_URL_FETCH_TIMEOUT seconds, few redirects."""
-    resolver = resolver or CheckedResolver(anywhere if settings.url_allow_private else is_public)
+    resolver = resolver or url_resolver(settings)
     # No DNS cache: every connection resolves, so every one is checked.
     connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
     try:

@@ -40,6 +40,10 @@ class GatewayServer(ChildServer):
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py makes a fresh one
         if self.log_path is None:
             self.log_path = Path(tempfile.mkdtemp(prefix="docparse-gateway-")) / "gateway.log"
+        elif "HPS_DATA_DIR" not in self.env:
+            # Tests and benchmarks give a log path in their own folder: their job store
+            # goes beside it, never into the repository's data/ (make run's).
+            env["HPS_DATA_DIR"] = str(self.log_path.parent / "data")
         self.process = launch(
             "the gateway",
             [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gateway" / "gunicorn.conf.py")],

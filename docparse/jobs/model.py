@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from docparse.protocol import LayoutParsingRequest
+
 
 class JobStatus(str, enum.Enum):
     QUEUED = "queued"  # stored, waiting for a worker (or for its next retry)
@@ -23,6 +25,17 @@ class JobStatus(str, enum.Enum):
 
 
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobRequest(LayoutParsingRequest):
+    """Body of ``POST /jobs``: a ``/layout-parsing`` request, and where to say it ended."""
+
+    callbackUrl: str | None = Field(
+        None,
+        max_length=2048,
+        description="http(s) URL that receives a POST of the job's JobInfo when it ends, "
+        "signed with HMAC-SHA256 (X-DocParse-Signature) when HPS_WEBHOOK_SECRET is set.",
+    )
 
 
 class _Model(BaseModel):

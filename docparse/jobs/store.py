@@ -22,7 +22,7 @@ from sqlalchemy import Connection, and_, case, create_engine, delete, event, fun
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from docparse.errors import InternalError, OverloadedError
+from docparse.errors import InternalError, InvalidRequestError, OverloadedError
 from docparse.jobs.model import FINISHED, CallbackState, JobError, JobInfo, JobStatus, timestamp
 from docparse.jobs.schema import documents, jobs, metadata, pages
 
@@ -88,7 +88,7 @@ class JobStore:
 
     # --- submitting and reading -------------------------------------------------------
 
-    def submit(self, new: NewJob, max_queued: int, retry_after: int) -> JobInfo:
+    def submit(self, new: NewJob, max_queued: int) -> JobInfo:
         """Store a job and its document, queued; 503 when ``max_queued`` wait already.
 
         Fair order: a job's rank is one past its owner's last waiting job, but never
@@ -101,8 +101,7 @@ class JobStore:
             if queued >= max_queued:
                 raise OverloadedError(
                     f"{queued} jobs are waiting, the most this server keeps (HPS_MAX_QUEUED_JOBS); "
-                    "retry later",
-                    retry_after=retry_after,
+                    "retry later"
                 )
             serving = conn.scalar(select(func.min(jobs.c.rank)).where(jobs.c.status == JobStatus.QUEUED.value))
             own_last = conn.scalar(
@@ -143,9 +142,9 @@ class JobStore:
         with self._write() as conn:
             query = select(jobs).where(jobs.c.owner == owner)
             if cursor:
-                created, _, last_id = cursor.partition(":")
+                created, last_id = _cursor(cursor)
                 query = query.where(
-                    or_(jobs.c.created_at < float(created), and_(jobs.c.created_at == float(created), jobs.c.id < last_id))
+                    or_(jobs.c.created_at < created, and_(jobs.c.created_at == created, jobs.c.id < last_id))
                 )
             rows = conn.execute(query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)).mappings().all()
             infos = [_info(row, self._position(conn, row)) for row in rows[:limit]]
@@ -172,6 +171,23 @@ class JobStore:
                 .order_by(pages.c.seq)
             ).all()
         return [StoredPage(row.seq, row.page_index, bool(row.failed), row.data.encode()) for row in rows]
+
+    def page_states(self, job_id: str) -> dict[int, bool]:
+        """page index -> failed, for every stored page (without their data)."""
+        with self._write() as conn:
+            rows = conn.execute(select(pages.c.page_index, pages.c.failed).where(pages.c.job_id == job_id)).all()
+        return {row.page_index: bool(row.failed) for row in rows}
+
+    def release(self, job_id: str, worker: str) -> bool:
+        """Give a running job back to the queue at once (a worker stopping cleanly), this
+        run not counted as an attempt."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(self._held(job_id, worker))
+                .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_until=None, attempts=jobs.c.attempts - 1)
+            )
+        return result.rowcount == 1
 
     def mean_duration(self, recent: int = 20) -> float | None:
         """Mean run time of the last ``recent`` finished jobs, for Retry-After."""
@@ -338,6 +354,14 @@ class JobStore:
                     callback_at=next_at,
                 )
             )
+
+
+def _cursor(cursor: str) -> tuple[float, str]:
+    created, _, last_id = cursor.partition(":")
+    try:
+        return float(created), last_id
+    except ValueError:
+        raise InvalidRequestError(f"cursor {cursor[:50]!r} is not a nextCursor this server gave") from None
 
 
 def _info(row: Any, position: int | None) -> JobInfo:

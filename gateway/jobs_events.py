@@ -1,0 +1,69 @@
+"""``/jobs/{id}/events``: a job followed as Server-Sent Events, from the store, so any
+worker of any host can serve it whoever runs the job. Finished pages are replayed first,
+then the store is polled (HPS_JOB_POLL_INTERVAL) for new pages and status changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+import orjson
+
+from docparse.jobs.model import JobInfo, JobStatus
+from docparse.jobs.results import job_response
+from docparse.responses import ErrorEnvelope, FinalEvent, PageEvent, PageResult, Timings
+from gateway.resources import Gateway
+from gateway.routes.hps import ERROR_EVENT, sse_event
+
+STATUS_EVENT = "status"
+KEEPALIVE_SECONDS = 15.0  # a comment line now and then keeps proxies from closing the stream
+
+
+async def job_events(gateway: Gateway, info: JobInfo) -> AsyncIterator[bytes]:
+    store, job_id = gateway.jobs, info.jobId
+    yield sse_event(STATUS_EVENT, info)
+    last_seq, last_sent = 0, time.monotonic()
+    while True:
+        pages = await asyncio.to_thread(store.pages, job_id, last_seq)
+        current = await asyncio.to_thread(store.info, job_id)
+        if current is None:  # expired while followed
+            return
+        for page in pages:
+            last_seq = page.seq
+            event = PageEvent(
+                logId=current.logId, pageIndex=page.page_index, totalPages=current.pagesTotal or 0,
+                result=PageResult.model_validate_json(page.data),
+            )
+            yield sse_event(event.type, event)
+        if current.status != info.status or current.pagesDone != info.pagesDone:
+            info = current
+            yield sse_event(STATUS_EVENT, info)
+            last_sent = time.monotonic()
+        if current.status.finished:
+            yield await _ending(gateway, current)
+            return
+        if pages:
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
+            last_sent = time.monotonic()
+            yield b": keepalive\n\n"
+        await asyncio.sleep(gateway.settings.jobs.poll_interval)
+
+
+async def _ending(gateway: Gateway, info: JobInfo) -> bytes:
+    """``final`` for a job with a result, else ``error`` with why it has none."""
+    if info.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        error = info.error
+        envelope = ErrorEnvelope(
+            logId=info.logId, errorCode=error.code if error else 500, errorMsg=error.message if error else info.status.value
+        )
+        return sse_event(ERROR_EVENT, envelope)
+    record, pages = await asyncio.to_thread(lambda: (gateway.jobs.record(info.jobId), gateway.jobs.pages(info.jobId)))
+    assert record is not None
+    whole = job_response(record, pages).result
+    final = orjson.loads(record["final"]) if record["final"] else {}
+    event = FinalEvent(
+        logId=info.logId, dataInfo=whole.dataInfo, summary=whole.summary, timings=Timings(**final.get("timings", {}))
+    )
+    return sse_event(event.type, event)
