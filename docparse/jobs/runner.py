@@ -170,7 +170,7 @@ class JobRunner:
             raise JobStoreError("the job's document is missing from the store")
         # Each run has its own logId (the job's, then "-run2"…): the logs and the VLM's
         # request ids tell the runs apart.
-        log_id = row["log_id"] if row["attempts"] == 1 else f"{row['log_id']}-run{row['attempts']}"
+        log_id = row["log_id"] if row["runs"] == 1 else f"{row['log_id']}-run{row['runs']}"
         request = {**options, "file": pybase64.b64encode(document).decode("ascii"), "pages": spec, "logId": log_id}
         del document
         try:
@@ -294,11 +294,15 @@ class JobRunner:
             await self.callbacks.send(row["callback_url"], body)
         except Exception as exc:  # noqa: BLE001 - any failure is a failed delivery
             tries = row["callback_attempts"] + 1
+            reason = str(exc) or type(exc).__name__
+            log.warning("job %s: callback try %d of %d failed: %s",
+                        row["id"], tries, self.settings.webhook_attempts, reason)
             if tries >= self.settings.webhook_attempts:
-                await asyncio.to_thread(self.store.callback_tried, row["id"], "failed", str(exc), None)
+                await asyncio.to_thread(self.store.callback_tried, row["id"], "failed", reason, None)
             else:
-                delay = min(2.0 ** (tries - 1), MAX_CALLBACK_DELAY)
-                await asyncio.to_thread(self.store.callback_tried, row["id"], "pending", str(exc), time.time() + delay)
+                # the exponent is bounded: 2.0 ** 1024 overflows, and 2 ** 9 is past the cap
+                delay = min(2.0 ** min(tries - 1, 9), MAX_CALLBACK_DELAY)
+                await asyncio.to_thread(self.store.callback_tried, row["id"], "pending", reason, time.time() + delay)
             return True
         await asyncio.to_thread(self.store.callback_tried, row["id"], "delivered", None, None)
         return True

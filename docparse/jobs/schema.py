@@ -36,7 +36,8 @@ jobs = Table(
     Column("expires_at", Float),
     Column("lease_owner", String(200)),
     Column("lease_until", Float),
-    Column("attempts", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),  # runs that count against HPS_JOB_MAX_ATTEMPTS
+    Column("runs", Integer, nullable=False, default=0),  # every run, a clean stop's too (names its logId)
     Column("retry_at", Float),  # a queued retry is not claimed before this
     Column("pages_total", Integer),  # pages selected, known once the first page came
     Column("pages_done", Integer, nullable=False, default=0),

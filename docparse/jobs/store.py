@@ -112,7 +112,7 @@ class JobStore:
                 insert(jobs).values(
                     id=job_id, owner=new.owner, status=JobStatus.QUEUED.value, rank=rank, log_id=new.log_id,
                     options=orjson.dumps(new.options).decode(), document_kind=new.document_kind, created_at=now,
-                    attempts=0, pages_done=0, pages_failed=0, callback_url=new.callback_url,
+                    attempts=0, runs=0, pages_done=0, pages_failed=0, callback_url=new.callback_url,
                     callback_attempts=0,
                 )
             )
@@ -227,7 +227,7 @@ class JobStore:
                 .where(jobs.c.id == job_id, claimable)
                 .values(
                     status=JobStatus.RUNNING.value, lease_owner=worker, lease_until=now + lease,
-                    attempts=jobs.c.attempts + 1, started_at=func.coalesce(jobs.c.started_at, now), retry_at=None,
+                    attempts=jobs.c.attempts + 1, runs=jobs.c.runs + 1, started_at=func.coalesce(jobs.c.started_at, now), retry_at=None,
                 )
             )
             if claimed.rowcount != 1:
