@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from docparse.errors import QuotaExceededError, UnauthenticatedError
 from docparse.protocol import new_log_id
 from gateway import metrics
-from gateway.access import PARSING_ROUTES
+from gateway.access import JOBS_ROUTE, PARSING_ROUTES
 from gateway.errors import ModelResponse, error_answer
 from gateway.keys import ApiKey, KeyRing
 from gateway.quotas import Quota, QuotaStore, store_path
@@ -50,7 +50,8 @@ class AuthMiddleware:
             return
         state["api_key"] = key.name
         quota = self.quotas[key.name]
-        if self.store is None or not quota.active or scope["path"] not in PARSING_ROUTES:
+        submits = scope["path"] in PARSING_ROUTES or (scope["path"] == JOBS_ROUTE and scope["method"] == "POST")
+        if self.store is None or not quota.active or not submits:
             await self.app(scope, receive, send)
             return
         await self._within_quota(key, quota, state, scope, receive, send)

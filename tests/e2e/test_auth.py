@@ -3,6 +3,7 @@ VLM stand-in, over real HTTP."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -224,3 +225,17 @@ def test_pages_are_charged_and_a_key_in_debt_waits(quota_gateway, vlm):
     assert refused.status_code == 429 and "pages per minute: 2" in refused.json()["errorMsg"]
     # 3 pages from a bucket of 2: one page in debt, and one page is needed, at one every 30 s.
     assert 50 <= int(refused.headers["Retry-After"]) <= 60
+
+
+def test_a_key_sees_and_cancels_only_its_own_jobs(keyed):
+    as_alice, as_bob = {"X-API-Key": ALICE}, {"X-API-Key": BOB}
+    body = {"file": base64.b64encode(sample_pdf(1)).decode()}
+    job = httpx.post(f"{keyed.url}/jobs", json=body, headers=as_alice, timeout=30).json()
+    assert httpx.get(f"{keyed.url}/jobs/{job['jobId']}", headers=as_alice, timeout=30).status_code == 200
+    for method in ("GET", "DELETE"):
+        other = httpx.request(method, f"{keyed.url}/jobs/{job['jobId']}", headers=as_bob, timeout=30)
+        assert other.status_code == 404, (method, other.text)
+    assert httpx.get(f"{keyed.url}/jobs/{job['jobId']}/result", headers=as_bob, timeout=30).status_code == 404
+    listed = httpx.get(f"{keyed.url}/jobs", headers=as_bob, timeout=30).json()["jobs"]
+    assert job["jobId"] not in [j["jobId"] for j in listed]
+    assert httpx.get(f"{keyed.url}/jobs", timeout=30).status_code == 401
