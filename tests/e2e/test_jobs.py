@@ -116,3 +116,22 @@ def test_list_pages_through_the_callers_jobs(http: httpx.Client) -> None:
             break
     assert set(ids) <= set(seen) and len(seen) == len(set(seen))
     assert seen.index(ids[2]) < seen.index(ids[0])  # newest first
+
+
+def test_a_full_queue_is_a_503_with_retry_after(start_gateway) -> None:
+    gateway = start_gateway(workers=1, job_concurrency=0, max_queued_jobs=1)  # nothing runs: jobs wait
+    with httpx.Client(base_url=gateway.url, timeout=30) as client:
+        first = submit(client, sample_pdf(1))
+        assert client.get(f"/jobs/{first['jobId']}").json()["queuePosition"] == 0
+        refused = client.post("/jobs", json={"file": base64.b64encode(sample_pdf(1)).decode()})
+        assert refused.status_code == 503 and "HPS_MAX_QUEUED_JOBS" in refused.json()["errorMsg"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 600
+
+
+def test_finished_jobs_are_deleted_after_their_time_to_live(start_gateway) -> None:
+    gateway = start_gateway(workers=1, job_ttl=1, job_poll_interval=0.2)
+    with httpx.Client(base_url=gateway.url, timeout=30) as client:
+        job = submit(client, sample_pdf(1))
+        assert wait_until_finished(client, job["jobId"])["status"] == "succeeded"
+        wait_for(lambda: client.get(f"/jobs/{job['jobId']}").status_code == 404, 30, "the job's deletion")
+        assert client.get(f"/jobs/{job['jobId']}/result").status_code == 404
