@@ -2,6 +2,7 @@
 
     docparse parse report.pdf --pages 1-3 --out out/    # out/report.md, out/report.json, figures
     docparse health                                     # the gateway's /health/ready
+    docparse submit report.pdf --wait --out out/        # a background job (docparse/cli_jobs.py)
 
 The gateway is DOCPARSE_URL (default http://127.0.0.1:8080) or --url. The standard
 library, httpx with httpx-sse for the event stream, and rich for the progress bar.
@@ -16,6 +17,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Iterator
 
@@ -176,24 +178,12 @@ def error_from_response(response: httpx.Response) -> CliError:
     return error_from_envelope(body, response.status_code)
 
 
-def stream_pages(url: str, source: Path, form: dict[str, str], progress: PageProgress) -> tuple[list[dict], dict]:
-    """The page events and the final one of /layout-parsing/stream, each page shown as it
-    arrives; every failure as a CliError that says what happened."""
-    pages: list[dict] = []
+@contextmanager
+def talking_to(url: str) -> Iterator[None]:
+    """Every failure of a request to the gateway at ``url`` (its connection, a timeout,
+    an event stream that is not one) as a CliError that says what happened."""
     try:
-        with open(source, "rb") as handle, httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
-            files = {"file": (source.name, handle)}
-            with client.stream("POST", f"{url}/layout-parsing/stream", files=files, data=form) as response:
-                if response.status_code != 200:
-                    raise error_from_response(response)
-                for name, event in sse_events(response):
-                    if name == "page" or event.get("type") == "page":
-                        pages.append(event)
-                        progress.page(len(pages), event.get("totalPages"))
-                    elif name == "final" or event.get("type") == "final":
-                        return pages, event
-                    else:
-                        raise error_from_envelope(event, 500)
+        yield
     except httpx.ConnectError:
         raise unreachable(url) from None
     except httpx.TimeoutException as exc:
@@ -204,6 +194,25 @@ def stream_pages(url: str, source: Path, form: dict[str, str], progress: PagePro
         raise CliError(f"the gateway at {url} sent an event that is not JSON: {exc}") from None
     except httpx.HTTPError as exc:
         raise CliError(f"the connection to {url} failed: {exc}") from None
+
+
+def stream_pages(url: str, source: Path, form: dict[str, str], progress: PageProgress) -> tuple[list[dict], dict]:
+    """The page events and the final one of /layout-parsing/stream, each page shown as it
+    arrives; every failure as a CliError that says what happened."""
+    pages: list[dict] = []
+    with talking_to(url), open(source, "rb") as handle, httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+        files = {"file": (source.name, handle)}
+        with client.stream("POST", f"{url}/layout-parsing/stream", files=files, data=form) as response:
+            if response.status_code != 200:
+                raise error_from_response(response)
+            for name, event in sse_events(response):
+                if name == "page" or event.get("type") == "page":
+                    pages.append(event)
+                    progress.page(len(pages), event.get("totalPages"))
+                elif name == "final" or event.get("type") == "final":
+                    return pages, event
+                else:
+                    raise error_from_envelope(event, 500)
     raise CliError("the stream ended before its final event (the gateway stopped?)")
 
 
@@ -213,20 +222,29 @@ def parse_command(args: argparse.Namespace) -> int:
         raise CliError(f"{source}: no such file")
     url = gateway_url(args.url)
     out = Path(args.out) if args.out else source.resolve().parent
+    with page_progress(source.name) as progress:
+        pages, final = stream_pages(url, source, request_form(args), progress)
+        events = [parse_event(event) for event in (*pages, final)]
+        result = collect_events(final.get("logId", ""), events).result.model_dump()
+        progress.finish(len(result["layoutParsingResults"]))
+    say_written(write_outputs(source, out, result))
+    return 0
+
+
+def request_form(args: argparse.Namespace) -> dict[str, str]:
+    """The form fields of the options ``add_request_options`` declares."""
     form: dict[str, str] = {}
     if args.pages:
         form["pages"] = args.pages
     if args.dpi:
         form["dpi"] = str(args.dpi)
-    with page_progress(source.name) as progress:
-        pages, final = stream_pages(url, source, form, progress)
-        events = [parse_event(event) for event in (*pages, final)]
-        result = collect_events(final.get("logId", ""), events).result.model_dump()
-        progress.finish(len(result["layoutParsingResults"]))
-    written = write_outputs(source, out, result)
+    return form
+
+
+def say_written(written: list[Path]) -> None:
+    """What ``write_outputs`` wrote, on stdout."""
     figures = len(written) - 2
     print(f"wrote {written[0]} and {written[1]}" + (f" and {figures} figure(s)" if figures else ""))
-    return 0
 
 
 def health_command(args: argparse.Namespace) -> int:
@@ -244,6 +262,12 @@ def health_command(args: argparse.Namespace) -> int:
     return 0 if response.status_code == 200 else 1
 
 
+def add_request_options(parser: argparse.ArgumentParser) -> None:
+    """How to parse the document (parse and submit); ``request_form`` sends them."""
+    parser.add_argument("--pages", help="pages to parse, e.g. 1-3,5 (default: all)")
+    parser.add_argument("--dpi", type=int, help="render PDF pages at this DPI")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docparse", description="DocParse HPS command-line client.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -251,15 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     parse = commands.add_parser("parse", help="parse a PDF or image into Markdown and JSON")
     parse.add_argument("file", help="the PDF or image")
-    parse.add_argument("--pages", help="pages to parse, e.g. 1-3,5 (default: all)")
+    add_request_options(parse)
     parse.add_argument("--out", help="output folder (default: the file's folder)")
     parse.add_argument("--url", help=url_help)
-    parse.add_argument("--dpi", type=int, help="render PDF pages at this DPI")
     parse.set_defaults(run=parse_command)
 
     health = commands.add_parser("health", help="print the gateway's readiness; exit 0 when ready")
     health.add_argument("--url", help=url_help)
     health.set_defaults(run=health_command)
+
+    from docparse.cli_jobs import add_job_commands  # imported here: it imports this module
+
+    add_job_commands(commands, url_help)
     return parser
 
 
@@ -276,4 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # As docparse.cli, not __main__: the jobs commands raise docparse.cli's CliError.
+    from docparse.cli import main as package_main
+
+    sys.exit(package_main())
