@@ -16,6 +16,7 @@ from docparse.jobs.runner import JobRunner
 from docparse.jobs.store import JobStore
 from docparse.settings import Settings
 from gateway.limits import Slots
+from gateway.webhooks import WebhookSender
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Gateway:
         limits = settings.gateway
         triton = AsyncTritonClient(limits.triton_url, limits.max_body_bytes)
         jobs = JobStore.open(settings.jobs.store_url(), settings.jobs.store_max_mb)
+        webhooks = WebhookSender(limits, settings.jobs)
         gateway = cls(
             settings=settings,
             triton=triton,
@@ -43,7 +45,9 @@ class Gateway:
             other_slots=Slots("other", limits.max_concurrent_other_requests, limits.queue_timeout),
             http=httpx.AsyncClient(trust_env=False),
             jobs=jobs,
-            runner=JobRunner(jobs, triton.events, settings.jobs, stall_timeout=limits.inference_timeout),
+            runner=JobRunner(
+                jobs, triton.events, settings.jobs, stall_timeout=limits.inference_timeout, callbacks=webhooks
+            ),
         )
         running = asyncio.create_task(gateway.runner.run(), name="job-runner")
         try:
@@ -53,6 +57,7 @@ class Gateway:
             with suppress(asyncio.CancelledError):
                 await running
             jobs.close()
+            await webhooks.close()
             await gateway.triton.close()
             await gateway.http.aclose()
 
