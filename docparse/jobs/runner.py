@@ -236,7 +236,8 @@ class JobRunner:
         await asyncio.to_thread(self.store.retry_later, row["id"], self.worker, self._delay(row), error)
 
     def _delay(self, row: dict[str, Any]) -> float:
-        return min(self.settings.retry_delay * 2 ** max(0, row["attempts"] - 1), MAX_RETRY_DELAY)
+        doublings = min(max(0, row["attempts"] - 1), 16)  # past the cap long before; no overflow
+        return min(self.settings.retry_delay * 2.0**doublings, MAX_RETRY_DELAY)
 
     async def _finish(self, job_id: str, status: JobStatus, error: JobError | None) -> None:
         if not await asyncio.to_thread(self.store.finish, job_id, self.worker, status, error, self.settings.ttl):
