@@ -135,3 +135,18 @@ def test_finished_jobs_are_deleted_after_their_time_to_live(start_gateway) -> No
         assert wait_until_finished(client, job["jobId"])["status"] == "succeeded"
         wait_for(lambda: client.get(f"/jobs/{job['jobId']}").status_code == 404, 30, "the job's deletion")
         assert client.get(f"/jobs/{job['jobId']}/result").status_code == 404
+
+
+def test_two_gateways_share_one_postgresql_queue(start_gateway, postgres_server, vlm: SimulatorProcess) -> None:
+    """Several hosts: a job submitted to one gateway is run by whichever claims it and is
+    read, followed and cancelled through any other."""
+    vlm.configure(latency=0.2)
+    with postgres_server.database() as url:
+        first = start_gateway(workers=1, job_store=url, job_concurrency=0)  # takes no jobs itself
+        second = start_gateway(workers=1, job_store=url)
+        with httpx.Client(base_url=first.url, timeout=30) as one, httpx.Client(base_url=second.url, timeout=30) as two:
+            job = submit(one, sample_pdf(3))
+            info = wait_until_finished(two, job["jobId"])
+            assert info["status"] == "succeeded" and info["pagesDone"] == 3
+            assert one.get(f"/jobs/{job['jobId']}/result").json()["result"]["summary"]["pages"] == 3
+            assert [j["jobId"] for j in one.get("/jobs").json()["jobs"]] == [job["jobId"]]
