@@ -29,6 +29,7 @@ from docparse.jobs.schema import documents, jobs, metadata, pages
 log = logging.getLogger(__name__)
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+SUBMIT_LOCK = 0x4A4F4253  # PostgreSQL advisory lock key of submits ("JOBS")
 
 
 class JobStoreError(InternalError):
@@ -97,6 +98,7 @@ class JobStore:
         now = time.time()
         job_id = uuid.uuid4().hex
         with self._write() as conn:
+            self._serialise_submits(conn)
             queued = conn.scalar(select(func.count()).where(jobs.c.status == JobStatus.QUEUED.value))
             if queued >= max_queued:
                 raise OverloadedError(
@@ -120,6 +122,13 @@ class JobStore:
         info = self.info(job_id)
         assert info is not None
         return info
+
+    def _serialise_submits(self, conn: Connection) -> None:
+        """One submit at a time, so the queue limit and the ranks are read and written
+        together: SQLite's transactions already take the write lock at their start;
+        PostgreSQL takes a transaction-scoped advisory lock."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(SUBMIT_LOCK)))
 
     def record(self, job_id: str) -> dict[str, Any] | None:
         with self._write() as conn:

@@ -420,3 +420,23 @@ def test_a_full_sqlite_store_fails_clearly_and_stays_readable(tmp_path):
         assert store.submit(new_job(document=bytes(50_000)), 1000).status is JobStatus.QUEUED  # room again
     finally:
         store.close()
+
+
+def test_concurrent_submits_never_pass_the_queue_limit(store: JobStore):
+    accepted: list[str] = []
+    refused: list[OverloadedError] = []
+
+    def submit_one(index: int) -> None:
+        try:
+            accepted.append(store.submit(new_job(owner=f"caller-{index % 3}"), max_queued=5).jobId)
+        except OverloadedError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=submit_one, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(accepted) == 5 and len(refused) == 11
+    positions = sorted(store.info(job_id).queuePosition for job_id in accepted)
+    assert positions == [0, 1, 2, 3, 4]
