@@ -4,7 +4,9 @@
     docparse health                                     # the gateway's /health/ready
     docparse submit report.pdf --wait --out out/        # a background job (docparse/cli_jobs.py)
 
-The gateway is DOCPARSE_URL (default http://127.0.0.1:8080) or --url. The standard
+The gateway is DOCPARSE_URL (default http://127.0.0.1:8080) or --url; with API keys on,
+DOCPARSE_API_KEY is sent as the bearer token (never an option: a command line is seen by
+every user of the machine in ps). The standard
 library, httpx with httpx-sse for the event stream, and rich for the progress bar.
 """
 
@@ -39,6 +41,14 @@ class CliError(Exception):
 
 def gateway_url(given: str | None) -> str:
     return (given or os.environ.get("DOCPARSE_URL") or DEFAULT_URL).rstrip("/")
+
+
+def gateway_client() -> httpx.Client:
+    """The client of every call to the gateway: its timeouts, and the API key of
+    DOCPARSE_API_KEY when set."""
+    key = os.environ.get("DOCPARSE_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(timeout=TIMEOUT, trust_env=False, headers=headers)
 
 
 def unreachable(url: str) -> CliError:
@@ -200,7 +210,7 @@ def stream_pages(url: str, source: Path, form: dict[str, str], progress: PagePro
     """The page events and the final one of /layout-parsing/stream, each page shown as it
     arrives; every failure as a CliError that says what happened."""
     pages: list[dict] = []
-    with talking_to(url), open(source, "rb") as handle, httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+    with talking_to(url), open(source, "rb") as handle, gateway_client() as client:
         files = {"file": (source.name, handle)}
         with client.stream("POST", f"{url}/layout-parsing/stream", files=files, data=form) as response:
             if response.status_code != 200:
@@ -250,7 +260,8 @@ def say_written(written: list[Path]) -> None:
 def health_command(args: argparse.Namespace) -> int:
     url = gateway_url(args.url)
     try:
-        response = httpx.get(f"{url}/health/ready", timeout=30, trust_env=False)
+        with gateway_client() as client:
+            response = client.get(f"{url}/health/ready", timeout=30)
     except httpx.ConnectError:
         raise unreachable(url) from None
     except httpx.HTTPError as exc:

@@ -25,11 +25,11 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from docparse.cli import (
-    TIMEOUT,
     CliError,
     add_request_options,
     error_from_envelope,
     error_from_response,
+    gateway_client,
     gateway_url,
     page_progress,
     request_form,
@@ -65,7 +65,7 @@ def read(model: type[M], data: bytes | dict, url: str) -> M:
 
 def call(url: str, method: str, path: str, **request: Any) -> httpx.Response:
     """One request to the gateway; a refusal (not 2xx) is the CliError of its envelope."""
-    with talking_to(url), httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+    with talking_to(url), gateway_client() as client:
         response = client.request(method, f"{url}{path}", **request)
     if not response.is_success:
         raise error_from_response(response)
@@ -81,7 +81,7 @@ def follow(url: str, job_id: str, name: str) -> JobInfo:
     stored (a page retried after a failure counts once); the job's last status."""
     info: JobInfo | None = None
     done: set[int] = set()
-    with page_progress(name) as progress, talking_to(url), httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+    with page_progress(name) as progress, talking_to(url), gateway_client() as client:
         with client.stream("GET", f"{url}{job_path(job_id)}/events") as response:
             if response.status_code != 200:
                 raise error_from_response(response)

@@ -239,3 +239,19 @@ def test_a_key_sees_and_cancels_only_its_own_jobs(keyed):
     listed = httpx.get(f"{keyed.url}/jobs", headers=as_bob, timeout=30).json()["jobs"]
     assert job["jobId"] not in [j["jobId"] for j in listed]
     assert httpx.get(f"{keyed.url}/jobs", timeout=30).status_code == 401
+
+
+def test_the_cli_sends_docparse_api_key(keyed, monkeypatch, tmp_path, capsys):
+    from docparse.cli import main
+
+    document = tmp_path / "report.pdf"
+    document.write_bytes(sample_pdf(pages=1))
+    monkeypatch.setenv("DOCPARSE_URL", keyed.url)
+    monkeypatch.delenv("DOCPARSE_API_KEY", raising=False)
+    assert main(["parse", str(document), "--out", str(tmp_path / "refused")]) == 1
+    assert "error 401" in capsys.readouterr().err
+    monkeypatch.setenv("DOCPARSE_API_KEY", ALICE)
+    assert main(["parse", str(document), "--out", str(tmp_path / "parsed")]) == 0
+    assert (tmp_path / "parsed" / "report.md").read_text().strip()
+    assert main(["submit", str(document), "--wait", "--out", str(tmp_path / "job")]) == 0
+    assert (tmp_path / "job" / "report.md").read_text() == (tmp_path / "parsed" / "report.md").read_text()
