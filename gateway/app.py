@@ -14,7 +14,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from docparse import __version__, tracing
-from docparse.jobs.model import JobRequest
+from docparse.jobs.model import JobInfo, JobRequest
 from docparse.logs import configure_logging
 from docparse.protocol import LayoutParsingRequest
 from docparse.responses import ErrorEnvelope, FinalEvent, PageEvent
@@ -60,7 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     customise_openapi(
         app,
         [LayoutParsingRequest, JobRequest],
-        event_data={"StreamEventData": [PageEvent, FinalEvent, ErrorEnvelope]},
+        event_data={
+            "StreamEventData": [PageEvent, FinalEvent, ErrorEnvelope],
+            "JobEventData": [JobInfo, PageEvent, FinalEvent, ErrorEnvelope],
+        },
         open_paths=settings.auth.open_paths if keyring.enabled else None,
     )
     return app

@@ -114,7 +114,7 @@ async def get_job(job_id: str, request: Request, gateway: Gateway = Depends(get_
     description="The pages finished so far while the job runs (X-Job-Status says its status); "
     "a failed job answers its error as /layout-parsing would have; a cancelled one 409.",
     response_model=LayoutParsingResponse,
-    responses={200: {"content": {"text/markdown": {}}}, **PARSING_ERRORS},
+    responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}}}, **PARSING_ERRORS},
 )
 async def get_result(
     job_id: str,
@@ -143,7 +143,13 @@ async def get_result(
     description="Events: `status` (a JobInfo) first and at each change, `page` (a PageEvent) for "
     "every stored page (finished ones replayed first; a page retried after a failure comes "
     "again), then `final` (a FinalEvent) or `error` (the error envelope) when the job ends.",
-    responses={200: {"content": {"text/event-stream": {}}}, **JOB_ERRORS},
+    responses={
+        200: {
+            "description": "Server-Sent Events; each `data:` is one JSON event.",
+            "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/JobEventData"}}},
+        },
+        **JOB_ERRORS,
+    },
 )
 async def follow_job(job_id: str, request: Request, gateway: Gateway = Depends(get_gateway)) -> StreamingResponse:
     info = await job_info(job_id, request, gateway)

@@ -123,3 +123,23 @@ def test_an_image_upload_matches_too(http, openapi):
     response = http.post("/layout-parsing", files={"file": ("page.png", sample_image("PNG"))})
     assert response.status_code == 200
     assert_valid(validator(openapi, "/layout-parsing", "post", 200, "application/json"), response.json())
+
+
+def test_every_jobs_answer_matches_the_published_schema(http, openapi, vlm):
+    submitted = http.post("/jobs", json=body_for(sample_pdf(pages=2)))
+    assert submitted.status_code == 202
+    assert_valid(validator(openapi, "/jobs", "post", 202, "application/json"), submitted.json())
+    job_path = f"/jobs/{submitted.json()['jobId']}"
+    with http.stream("GET", f"{job_path}/events") as response:
+        events = list(sse_events(response))
+    assert [name for name, _ in events][-1] == "final" and "page" in [name for name, _ in events]
+    for _, data in events:
+        assert_valid(validator(openapi, "/jobs/{job_id}/events", "get", 200, "text/event-stream"), data)
+    assert_valid(validator(openapi, "/jobs/{job_id}", "get", 200, "application/json"), http.get(job_path).json())
+    result = http.get(f"{job_path}/result").json()
+    assert_valid(validator(openapi, "/jobs/{job_id}/result", "get", 200, "application/json"), result)
+    assert_valid(validator(openapi, "/jobs", "get", 200, "application/json"), http.get("/jobs").json())
+    assert_valid(validator(openapi, "/jobs/{job_id}", "delete", 200, "application/json"), http.delete(job_path).json())
+    missing = http.get("/jobs/nothing-here")
+    assert missing.status_code == 404
+    assert_valid(validator(openapi, "/jobs/{job_id}", "get", 404, "application/json"), missing.json())
