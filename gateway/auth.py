@@ -22,7 +22,7 @@ from gateway import metrics
 from gateway.access import JOBS_ROUTE, PARSING_ROUTES
 from gateway.errors import ModelResponse, error_answer
 from gateway.keys import ApiKey, KeyRing
-from gateway.quotas import Quota, QuotaStore, store_path
+from gateway.quotas import Quota, process_store
 
 REALM = 'Bearer realm="DocParse HPS"'
 HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -35,7 +35,7 @@ class AuthMiddleware:
         self.open_paths = frozenset(open_paths)
         self.quotas = {key.name: Quota.of(key.limits) for key in keyring.keys}
         # Built on the app's first request, so in the worker process, never before a fork.
-        self.store = QuotaStore(store_path()) if any(q.active for q in self.quotas.values()) else None
+        self.store = process_store() if any(q.active for q in self.quotas.values()) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] in self.open_paths:

@@ -80,6 +80,11 @@ class ApiKey:
     limits: Limits  # defaults applied
 
 
+def job_owner(name: str) -> str:
+    """Whose a job submitted with the key ``name`` is, in the job store."""
+    return f"key:{name}"
+
+
 def hash_key(key: str) -> str:
     """The hex SHA-256 of a key: what the configuration holds."""
     return hashlib.sha256(key.encode()).hexdigest()

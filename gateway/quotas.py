@@ -23,13 +23,14 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from docparse.errors import QuotaExceededError
-from gateway.keys import Limits
+from gateway.keys import ApiKey, Limits, job_owner
 from gateway.limits import HOLD_SMOOTHING
 
 STORE_ENV = "DOCPARSE_QUOTA_STORE"
@@ -78,6 +79,36 @@ class Quota:
         return bool(self.concurrent or self.requests or self.pages)
 
 
+_STORES: dict[int, "QuotaStore"] = {}
+
+
+def process_store() -> "QuotaStore":
+    """This process's one handle on the shared counts, made on first use (so in the
+    worker, after the fork): the key check and the job runner charge the same buckets."""
+    store = _STORES.get(os.getpid())
+    if store is None:
+        store = _STORES[os.getpid()] = QuotaStore(store_path())
+    return store
+
+
+class JobPageCharges:
+    """Charges a job's pages to its API key's pages-per-minute bucket as each is stored,
+    as a synchronous request's are charged when it ends: a key in debt then waits
+    before its next request or job (429)."""
+
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        quotas = ((key.name, Quota.of(key.limits)) for key in keys)
+        self.quotas = {job_owner(name): (name, quota) for name, quota in quotas if quota.pages}
+
+    def __bool__(self) -> bool:
+        return bool(self.quotas)
+
+    def __call__(self, owner: str, pages: int) -> None:
+        entry = self.quotas.get(owner)
+        if entry is not None:
+            process_store().charge_pages(entry[0], entry[1], pages)
+
+
 def store_path() -> str:
     """The store all workers share; outside gunicorn, one process, its own in memory."""
     return os.environ.get(STORE_ENV) or ":memory:"
@@ -90,7 +121,10 @@ class QuotaStore:
         # CLOCK_MONOTONIC is one clock for every process of the machine.
         self._clock = clock
         self._pid = os.getpid()
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        # Used on the event loop (the key check) and from the job runner's threads: one
+        # transaction at a time under a lock.
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
+        self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")  # counts for this run only; no need to survive a crash
         self._db.executescript(SCHEMA)
@@ -132,6 +166,13 @@ class QuotaStore:
                 refusals.append((f"{kind} per minute: {rate.per_minute:g}", rate.seconds_until(tokens)))
         return refusals
 
+    def charge_pages(self, name: str, quota: Quota, pages: int) -> None:
+        """Take ``pages`` from the key's page bucket (a job's pages, as they are stored)."""
+        if quota.pages and pages:
+            with self._transaction() as db:
+                now = self._clock()
+                self._save(db, name, "pages", self._tokens(db, name, "pages", quota.pages, now) - pages, now)
+
     def release(self, name: str, quota: Quota, held: float, pages: int) -> None:
         """Count the request out after ``held`` seconds, charging the ``pages`` it returned."""
         now = self._clock()
@@ -157,13 +198,14 @@ class QuotaStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _tokens(self, db: sqlite3.Connection, name: str, kind: str, rate: Rate | None, now: float) -> float:
         """The bucket's tokens now (full when the key has not used it yet)."""

@@ -16,6 +16,8 @@ from docparse.jobs.runner import JobRunner
 from docparse.jobs.store import JobStore
 from docparse.settings import Settings
 from gateway.limits import Slots
+from gateway.keys import load_keyring
+from gateway.quotas import JobPageCharges
 from gateway.webhooks import WebhookSender
 
 
@@ -46,7 +48,8 @@ class Gateway:
             http=httpx.AsyncClient(trust_env=False),
             jobs=jobs,
             runner=JobRunner(
-                jobs, triton.events, settings.jobs, stall_timeout=limits.inference_timeout, callbacks=webhooks
+                jobs, triton.events, settings.jobs, stall_timeout=limits.inference_timeout, callbacks=webhooks,
+                page_charges=JobPageCharges(load_keyring(settings.auth).keys) or None,
             ),
         )
         running = asyncio.create_task(gateway.runner.run(), name="job-runner")

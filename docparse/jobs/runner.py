@@ -64,12 +64,14 @@ class JobRunner:
         settings: JobSettings,
         stall_timeout: float,
         callbacks: CallbackSender | None = None,
+        page_charges: Callable[[str, int], None] | None = None,
     ) -> None:
         self.store = store
         self.events = events
         self.settings = settings
         self.stall_timeout = stall_timeout  # most seconds between two events of a run
         self.callbacks = callbacks
+        self.page_charges = page_charges  # (owner, pages): a quota charged for stored pages
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -194,17 +196,23 @@ class JobRunner:
                         f"no page came for {self.stall_timeout:g} s (HPS_INFERENCE_TIMEOUT); the run was stopped"
                     ) from None
                 if isinstance(event, PageEvent):
-                    data = orjson.dumps(event.result.model_dump(mode="json"))
-                    saved = await asyncio.to_thread(
-                        self.store.save_page, job_id, self.worker, event.pageIndex, page_failed(event), data,
-                        event.totalPages,
-                    )
-                    if not saved:
+                    if not await asyncio.to_thread(self._save_page, row, event):
                         raise LeaseLost()
                 elif isinstance(event, FinalEvent):
                     final = merged_final(final, event)
                     if not await asyncio.to_thread(self.store.save_final, job_id, self.worker, final):
                         raise LeaseLost()
+
+    def _save_page(self, row: dict[str, Any], event: PageEvent) -> bool:
+        """Store one page (False: the job is no longer ours) and charge it to its owner."""
+        data = orjson.dumps(event.result.model_dump(mode="json"))
+        saved = self.store.save_page(row["id"], self.worker, event.pageIndex, page_failed(event), data, event.totalPages)
+        if saved and self.page_charges is not None:
+            try:
+                self.page_charges(row["owner"], 1)
+            except Exception:  # noqa: BLE001 - a quota count must never fail a job
+                log.exception("job %s: charging its page to its owner's quota failed", row["id"])
+        return saved
 
     async def _conclude(self, job_id: str) -> None:
         """Every selected page is stored: retry the failed ones while runs are left,

@@ -29,6 +29,7 @@ from docparse.responses import LayoutParsingResponse
 from gateway.errors import ModelResponse
 from gateway.inputs import request_body, validated_request
 from gateway.jobs_events import job_events
+from gateway.keys import job_owner
 from gateway.openapi import PARSING_ERRORS, error_responses, request_body as documented_body
 from gateway.resources import Gateway, get_gateway
 from gateway.urls import check_callback_url
@@ -42,7 +43,7 @@ def caller(request: Request) -> str:
     (fair order between callers; GET /jobs lists the caller's)."""
     key = getattr(request.state, "api_key", None)
     if key:
-        return f"key:{key}"
+        return job_owner(key)
     return f"address:{request.client.host if request.client else 'unknown'}"
 
 

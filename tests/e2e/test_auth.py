@@ -163,12 +163,13 @@ def test_cors_is_off_by_default(gateway):
 
 # --- quotas ------------------------------------------------------------------------------------
 
-KEYS = {name: new_key() for name in ("one-at-a-time", "rate", "shared", "pages")}
+KEYS = {name: new_key() for name in ("one-at-a-time", "rate", "shared", "pages", "job-pages")}
 LIMITS = {
     "one-at-a-time": {"concurrent_requests": 1},
     "rate": {"requests_per_minute": 60, "requests_burst": 1},  # one a second
     "shared": {"requests_per_minute": 0.01, "requests_burst": 3},  # 3, then none for the test
     "pages": {"pages_per_minute": 2},
+    "job-pages": {"pages_per_minute": 2},
 }
 
 
@@ -255,3 +256,14 @@ def test_the_cli_sends_docparse_api_key(keyed, monkeypatch, tmp_path, capsys):
     assert (tmp_path / "parsed" / "report.md").read_text().strip()
     assert main(["submit", str(document), "--wait", "--out", str(tmp_path / "job")]) == 0
     assert (tmp_path / "job" / "report.md").read_text() == (tmp_path / "parsed" / "report.md").read_text()
+
+
+def test_a_job_s_pages_are_charged_to_its_key(quota_gateway, vlm):
+    headers = {"X-API-Key": KEYS["job-pages"]}
+    job = httpx.post(f"{quota_gateway.url}/jobs", json=body_for(sample_pdf(pages=3)), headers=headers, timeout=30)
+    assert job.status_code == 202, job.text
+    path = f"{quota_gateway.url}/jobs/{job.json()['jobId']}"
+    wait_for(lambda: httpx.get(path, headers=headers, timeout=30).json()["status"] == "succeeded", 60, "the job")
+    refused = httpx.post(f"{quota_gateway.url}/jobs", json=body_for(sample_pdf(pages=1)), headers=headers, timeout=30)
+    assert refused.status_code == 429 and "pages per minute: 2" in refused.json()["errorMsg"]
+    assert post_as(quota_gateway, "job-pages").status_code == 429
