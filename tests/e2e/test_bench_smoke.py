@@ -50,3 +50,35 @@ def test_bench_load_writes_results_with_pages_and_no_errors(tmp_path):
     assert "page.layout_detected" in {s["stage"] for s in cases[("triton", "image, layout on")]["stages"]["stages"]}
     assert "## Where the time goes, stage by stage" in report
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_jobs_runs_a_long_job_and_compares_jobs_with_sync(tmp_path):
+    """``python -m bench.jobs`` end to end, briefly: a 6-page job sampled as it runs, then
+    one round of sync and jobs at concurrency 2; its three files."""
+    out = tmp_path / "jobs"
+    command = [
+        sys.executable, "-m", "bench.jobs", "--pages", "6", "--sample", "0.2", "--vlm-latency", "0.02",
+        "--compare-concurrency", "2", "--compare-pages", "1", "--compare-duration", "1", "--rounds", "1",
+        "--warmup", "0.2", "--compare-vlm-latency", "0.02", "--out", str(out),
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert {p.name for p in out.iterdir()} >= {"jobs.json", "jobs.md", "jobs.png"}
+    results = json.loads((out / "jobs.json").read_text())
+    (job,) = results["long_jobs"]
+    assert job["job"]["status"] == "succeeded" and job["job"]["pagesDone"] == 6 and job["result_pages"] == 6
+    assert [s["mark"] for s in job["samples"]][:1] == ["start"] and job["samples"][-1]["mark"] == "after result"
+    processes = job["memory"]["processes"]
+    names = {label.split(" [")[0] for label in processes}
+    assert {"gateway master", "gateway worker", "tritonserver", "stub:layout-parsing-stream",
+            "stub:layout_detection", "stub:pdf_render", "simulator"} <= names
+    assert all(row["end_mib"] and row["peak_mib"] >= row["end_mib"] for row in processes.values())
+
+    runs = results["comparison"]["runs"]
+    assert [run["mode"] for run in runs] == ["sync", "jobs"]
+    assert all(run["pages"] > 0 and run["requests"]["failed"] == 0 for run in runs)
+    assert runs[1]["job_phases_s"]["jobs"] > 0 and results["comparison"]["summary"]["ratio"] > 0
+    report = (out / "jobs.md").read_text()
+    assert "## Long job 1" in report and "## Jobs against the sync route" in report
+    assert (out / "jobs.png").read_bytes()[:4] == b"\x89PNG"
