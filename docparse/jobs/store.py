@@ -57,35 +57,47 @@ class StoredPage:
 class JobStore:
     """One store, shared by every worker thread of a process."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, reader: Engine | None = None, durable: Engine | None = None) -> None:
+        self.engine = engine  # writes
+        self.reader = reader or engine  # reads: SQLite's take no write lock
+        self.durable = durable or engine  # submissions: SQLite syncs them to disk before the 202
 
     @classmethod
     def open(cls, url: str, max_mb: int | None = None) -> "JobStore":
         """The store at ``url`` (sqlite:///PATH or postgresql://…), tables created."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(url, max_mb)
+            store = cls(
+                _sqlite_engine(url, max_mb, begin="BEGIN IMMEDIATE", synchronous="NORMAL"),
+                reader=_sqlite_engine(url, max_mb, begin="BEGIN", synchronous="NORMAL"),
+                durable=_sqlite_engine(url, max_mb, begin="BEGIN IMMEDIATE", synchronous="FULL"),
+            )
         elif parsed.get_backend_name() == "postgresql":
-            engine = create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+            store = cls(create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True))
         else:
             raise JobStoreError(f"HPS_JOB_STORE: {url!r} is neither sqlite:///PATH nor postgresql://HOST/DB")
-        store = cls(engine)
         with store._write() as conn:
             metadata.create_all(conn)
         return store
 
     def close(self) -> None:
-        self.engine.dispose()
+        for engine in {self.engine, self.reader, self.durable}:
+            engine.dispose()
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _transaction(self, engine: Engine) -> Iterator[Connection]:
         """One transaction; store failures become ``JobStoreError`` naming the cause."""
         try:
-            with self.engine.begin() as conn:
+            with engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise JobStoreError(f"the job store failed: {_cause(exc)}") from exc
+
+    def _write(self) -> Any:
+        return self._transaction(self.engine)
+
+    def _read(self) -> Any:
+        return self._transaction(self.reader)
 
     # --- submitting and reading -------------------------------------------------------
 
@@ -97,7 +109,7 @@ class JobStore:
         anyone's second (round robin), however many one owner has queued."""
         now = time.time()
         job_id = uuid.uuid4().hex
-        with self._write() as conn:
+        with self._transaction(self.durable) as conn:
             self._serialise_submits(conn)
             queued = conn.scalar(select(func.count()).where(jobs.c.status == JobStatus.QUEUED.value))
             if queued >= max_queued:
@@ -131,13 +143,13 @@ class JobStore:
             conn.execute(select(func.pg_advisory_xact_lock(SUBMIT_LOCK)))
 
     def record(self, job_id: str) -> dict[str, Any] | None:
-        with self._write() as conn:
+        with self._read() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
         return dict(row) if row else None
 
     def info(self, job_id: str, owner: str | None = None) -> JobInfo | None:
         """The job's state; None when there is no such job (or it is ``owner``'s not)."""
-        with self._write() as conn:
+        with self._read() as conn:
             query = select(jobs).where(jobs.c.id == job_id)
             if owner is not None:
                 query = query.where(jobs.c.owner == owner)
@@ -148,7 +160,7 @@ class JobStore:
 
     def list(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[JobInfo], str | None]:
         """``owner``'s jobs, newest first, ``limit`` at a time after ``cursor``."""
-        with self._write() as conn:
+        with self._read() as conn:
             query = select(jobs).where(jobs.c.owner == owner)
             if cursor:
                 created, last_id = _cursor(cursor)
@@ -168,12 +180,12 @@ class JobStore:
         return conn.scalar(select(func.count()).where(jobs.c.status == JobStatus.QUEUED.value, ahead))
 
     def document(self, job_id: str) -> bytes | None:
-        with self._write() as conn:
+        with self._read() as conn:
             return conn.scalar(select(documents.c.data).where(documents.c.job_id == job_id))
 
     def pages(self, job_id: str, after_seq: int = 0) -> list[StoredPage]:
         """The job's stored pages stored after ``after_seq``, in the order they were stored."""
-        with self._write() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 select(pages.c.seq, pages.c.page_index, pages.c.failed, pages.c.data)
                 .where(pages.c.job_id == job_id, pages.c.seq > after_seq)
@@ -183,7 +195,7 @@ class JobStore:
 
     def page_states(self, job_id: str) -> dict[int, bool]:
         """page index -> failed, for every stored page (without their data)."""
-        with self._write() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(pages.c.page_index, pages.c.failed).where(pages.c.job_id == job_id)).all()
         return {row.page_index: bool(row.failed) for row in rows}
 
@@ -200,7 +212,7 @@ class JobStore:
 
     def mean_duration(self, recent: int = 20) -> float | None:
         """Mean run time of the last ``recent`` finished jobs, for Retry-After."""
-        with self._write() as conn:
+        with self._read() as conn:
             last = (
                 select((jobs.c.finished_at - jobs.c.started_at).label("took"))
                 .where(jobs.c.started_at.is_not(None), jobs.c.finished_at.is_not(None))
@@ -256,25 +268,29 @@ class JobStore:
 
     def save_page(self, job_id: str, worker: str, page_index: int, failed: bool, data: bytes, total: int) -> bool:
         """Store one finished page (replacing an earlier try of it); False when the job is
-        no longer this worker's."""
+        no longer this worker's. The job's counts move by this page alone."""
+        this_page = and_(pages.c.job_id == job_id, pages.c.page_index == page_index)
         with self._write() as conn:
+            earlier = conn.scalar(select(pages.c.failed).where(this_page))  # None: a first try
+            # The seq is taken before the earlier try is deleted: a new try of the last
+            # stored page gets a newer one, so followers (pages(after_seq)) see it.
+            seq = conn.scalar(select(func.coalesce(func.max(pages.c.seq), 0)).where(pages.c.job_id == job_id)) + 1
             held = conn.execute(
-                update(jobs).where(self._held(job_id, worker)).values(pages_total=func.coalesce(jobs.c.pages_total, total))
+                update(jobs)
+                .where(self._held(job_id, worker))
+                .values(
+                    pages_total=func.coalesce(jobs.c.pages_total, total),
+                    pages_done=jobs.c.pages_done + (0 if earlier is not None else 1),
+                    pages_failed=jobs.c.pages_failed + int(failed) - int(bool(earlier)),
+                )
             )
             if held.rowcount != 1:
                 return False
-            # seq before the delete: a new try of the last stored page must get a newer seq
-            # than the try it replaces, or a follower already past that seq never sees it
-            seq = conn.scalar(select(func.coalesce(func.max(pages.c.seq), 0)).where(pages.c.job_id == job_id)) + 1
-            conn.execute(delete(pages).where(pages.c.job_id == job_id, pages.c.page_index == page_index))
+            if earlier is not None:
+                conn.execute(delete(pages).where(this_page))
             conn.execute(
                 insert(pages).values(job_id=job_id, page_index=page_index, seq=seq, failed=failed, data=data.decode())
             )
-            counts = select(func.count(), func.coalesce(func.sum(case((pages.c.failed, 1), else_=0)), 0)).where(
-                pages.c.job_id == job_id
-            )
-            done, failed_count = conn.execute(counts).one()
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(pages_done=done, pages_failed=failed_count))
         return True
 
     def save_final(self, job_id: str, worker: str, final: dict[str, Any]) -> bool:
@@ -393,10 +409,14 @@ def _info(row: Any, position: int | None) -> JobInfo:
     )
 
 
-def _sqlite_engine(url: str, max_mb: int | None) -> Engine:
-    """SQLite in WAL mode, each transaction taking the write lock at its start (so two
-    workers never deadlock upgrading a read), waiting up to 30 s for it; commits are
-    synced (a 202 means the document is on disk). ``max_mb`` caps the file's size."""
+def _sqlite_engine(url: str, max_mb: int | None, begin: str, synchronous: str) -> Engine:
+    """SQLite in WAL mode. Writers begin with ``BEGIN IMMEDIATE`` (the write lock at
+    the start, so two workers never deadlock upgrading a read), readers with ``BEGIN``
+    (no lock: WAL readers never wait); both wait up to 30 s for a lock. ``synchronous``
+    FULL syncs each commit to disk (submissions: a 202 means the document is on disk),
+    NORMAL leaves it to the next checkpoint (pages, leases: a crash of the process loses
+    nothing, a power cut at most the last pages, which are parsed again). ``max_mb`` caps
+    the file's size."""
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -407,7 +427,7 @@ def _sqlite_engine(url: str, max_mb: int | None) -> Engine:
         dbapi_connection.isolation_level = None  # transactions are begun below, not by the driver
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=30000")
         if max_mb is not None:
             page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
@@ -416,7 +436,7 @@ def _sqlite_engine(url: str, max_mb: int | None) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
     return engine
 
