@@ -11,7 +11,7 @@ from typing import AsyncIterator
 import orjson
 
 from docparse.jobs.model import JobInfo, JobStatus
-from docparse.jobs.results import job_response
+from docparse.jobs.results import tally
 from docparse.responses import ErrorEnvelope, FinalEvent, PageEvent, PageResult, Timings
 from gateway.resources import Gateway
 from gateway.routes.hps import ERROR_EVENT, sse_event
@@ -59,11 +59,12 @@ async def _ending(gateway: Gateway, info: JobInfo) -> bytes:
             logId=info.logId, errorCode=error.code if error else 500, errorMsg=error.message if error else info.status.value
         )
         return sse_event(ERROR_EVENT, envelope)
-    record, pages = await asyncio.to_thread(lambda: (gateway.jobs.record(info.jobId), gateway.jobs.pages(info.jobId)))
+    store = gateway.jobs
+    record, counted = await asyncio.to_thread(lambda: (store.record(info.jobId), tally(store.pages_in_order(info.jobId))))
     assert record is not None
-    whole = job_response(record, pages).result
     final = orjson.loads(record["final"]) if record["final"] else {}
     event = FinalEvent(
-        logId=info.logId, dataInfo=whole.dataInfo, summary=whole.summary, timings=Timings(**final.get("timings", {}))
+        logId=info.logId, dataInfo=counted.data_info(record), summary=counted.summary,
+        timings=Timings(**final.get("timings", {})),
     )
     return sse_event(event.type, event)

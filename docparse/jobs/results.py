@@ -1,43 +1,71 @@
 """A job's result as ``/layout-parsing`` would have answered it, built from its stored
-pages: the same envelope (pages in document order, dataInfo, summary) or Markdown."""
+pages: the same envelope (pages in document order, dataInfo, summary) or Markdown.
+
+Both are written a page at a time, straight from the JSON each page was stored as: a
+1,000-page result never sits whole in the gateway's memory, and no page is parsed into
+models and serialised again (the pages were validated when they were stored)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator
 
 import orjson
 
 from docparse.jobs.store import StoredPage
-from docparse.responses import DataInfo, DocumentSummary, LayoutParsingResponse, LayoutParsingResult, PageResult, PageSize
+from docparse.protocol import json_bytes
+from docparse.responses import DataInfo, DocumentSummary, PageSize
 
 
-def page_results(pages: Sequence[StoredPage]) -> list[PageResult]:
-    """The stored pages in document order."""
-    ordered = sorted(pages, key=lambda page: page.page_index)
-    return [PageResult.model_validate_json(page.data) for page in ordered]
+class PageTally:
+    """The document's dataInfo and summary, counted page by page."""
+
+    def __init__(self) -> None:
+        self.summary = DocumentSummary()
+        self.sizes: list[PageSize] = []
+
+    def add(self, page: dict[str, Any]) -> None:
+        pruned, regions = page["prunedResult"], page["regions"]
+        self.summary.pages += 1
+        self.summary.failedPages += pruned.get("error") is not None
+        self.summary.recognizedRegions += regions["recognized"]
+        self.summary.failedRegions += regions["failed"]
+        self.sizes.append(PageSize(width=pruned["width"], height=pruned["height"]))
+
+    def data_info(self, record: dict[str, Any]) -> DataInfo:
+        """Until the job's first run ends the document's page count is not known, and
+        numPages counts the selected pages."""
+        final = orjson.loads(record["final"]) if record["final"] else {}
+        return DataInfo(
+            type=final.get("type", record["document_kind"]),
+            numPages=final.get("numPages", record["pages_total"] or len(self.sizes)),
+            pages=self.sizes,
+        )
 
 
-def job_response(record: dict[str, Any], pages: Sequence[StoredPage]) -> LayoutParsingResponse:
-    """The envelope of the pages stored so far. Until the job's first run ends, the
-    document's page count is not known and numPages counts the selected pages."""
-    results = page_results(pages)
-    final = orjson.loads(record["final"]) if record["final"] else {}
-    summary = DocumentSummary()
-    for result in results:
-        summary.pages += 1
-        summary.failedPages += result.prunedResult.error is not None
-        summary.recognizedRegions += result.regions.recognized
-        summary.failedRegions += result.regions.failed
-    data_info = DataInfo(
-        type=final.get("type", record["document_kind"]),
-        numPages=final.get("numPages", record["pages_total"] or len(results)),
-        pages=[PageSize(width=r.prunedResult.width, height=r.prunedResult.height) for r in results],
-    )
-    result = LayoutParsingResult(layoutParsingResults=results, dataInfo=data_info, summary=summary)
-    return LayoutParsingResponse(logId=record["log_id"], result=result)
+def tally(pages: Iterable[StoredPage]) -> PageTally:
+    counted = PageTally()
+    for page in pages:
+        counted.add(orjson.loads(page.data))
+    return counted
 
 
-def job_markdown(pages: Sequence[StoredPage]) -> str:
-    """The pages' Markdown, one after the other, as ``docparse parse`` writes it."""
-    text = "\n\n".join(result.markdown.text for result in page_results(pages))
-    return text + "\n" if text and not text.endswith("\n") else text
+def envelope_chunks(record: dict[str, Any], pages: Iterable[StoredPage]) -> Iterator[bytes]:
+    """The LayoutParsingResponse JSON of the stored pages (in document order), in pieces."""
+    yield b'{"logId":' + orjson.dumps(record["log_id"]) + b',"errorCode":0,"errorMsg":"Success",'
+    yield b'"result":{"layoutParsingResults":['
+    counted = PageTally()
+    for number, page in enumerate(pages):
+        counted.add(orjson.loads(page.data))
+        yield (b"," if number else b"") + page.data
+    summary = json_bytes(counted.summary)
+    yield b'],"dataInfo":' + json_bytes(counted.data_info(record)) + b',"summary":' + summary + b"}}"
+
+
+def markdown_chunks(pages: Iterable[StoredPage]) -> Iterator[bytes]:
+    """The pages' Markdown one after the other, as ``docparse parse`` writes it."""
+    text = ""
+    for number, page in enumerate(pages):
+        text = orjson.loads(page.data)["markdown"]["text"]
+        yield (b"\n\n" if number else b"") + text.encode()
+    if text and not text.endswith("\n"):
+        yield b"\n"

@@ -193,6 +193,24 @@ class JobStore:
             ).all()
         return [StoredPage(row.seq, row.page_index, bool(row.failed), row.data.encode()) for row in rows]
 
+    def pages_in_order(self, job_id: str, batch: int = 50) -> Iterator[StoredPage]:
+        """The job's stored pages in document order, read ``batch`` at a time (each batch
+        a short read of its own: a slow reader holds nothing)."""
+        after = -1
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    select(pages.c.seq, pages.c.page_index, pages.c.failed, pages.c.data)
+                    .where(pages.c.job_id == job_id, pages.c.page_index > after)
+                    .order_by(pages.c.page_index)
+                    .limit(batch)
+                ).all()
+            for row in rows:
+                yield StoredPage(row.seq, row.page_index, bool(row.failed), row.data.encode())
+            if len(rows) < batch:
+                return
+            after = rows[-1].page_index
+
     def page_states(self, job_id: str) -> dict[int, bool]:
         """page index -> failed, for every stored page (without their data)."""
         with self._read() as conn:

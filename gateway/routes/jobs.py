@@ -10,7 +10,7 @@ from typing import Annotated, AsyncIterator, Literal
 
 import pybase64
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from docparse.documents import resolve_kind
 from docparse.errors import (
@@ -22,7 +22,7 @@ from docparse.errors import (
     error_for_status,
 )
 from docparse.jobs.model import JobInfo, JobList, JobRequest, JobStatus
-from docparse.jobs.results import job_markdown, job_response
+from docparse.jobs.results import envelope_chunks, markdown_chunks
 from docparse.jobs.store import NewJob
 from docparse.protocol import log_id_for
 from docparse.responses import LayoutParsingResponse
@@ -122,20 +122,21 @@ async def get_result(
     request: Request,
     format: Annotated[Literal["json", "markdown"], Query(description="json (the envelope) or markdown.")] = "json",
     gateway: Gateway = Depends(get_gateway),
-) -> Response:
+) -> StreamingResponse:
     info = await job_info(job_id, request, gateway)
     request.state.log_id = info.logId
     if info.status is JobStatus.FAILED and info.error is not None:
         raise error_for_status(info.error.code, info.error.message)
     if info.status is JobStatus.CANCELLED:
         raise ConflictError(f"job {job_id} was cancelled; it has no result")
-    record, pages = await asyncio.to_thread(lambda: (gateway.jobs.record(job_id), gateway.jobs.pages(job_id)))
+    record = await asyncio.to_thread(gateway.jobs.record, job_id)
     if record is None:
         raise NotFoundError(f"no job {job_id!r}")
     headers = {"X-Job-Status": info.status.value}
+    pages = gateway.jobs.pages_in_order(job_id)  # read in the response's thread, batch by batch
     if format == "markdown":
-        return Response(job_markdown(pages), media_type="text/markdown; charset=utf-8", headers=headers)
-    return ModelResponse(job_response(record, pages), headers=headers)
+        return StreamingResponse(markdown_chunks(pages), media_type="text/markdown; charset=utf-8", headers=headers)
+    return StreamingResponse(envelope_chunks(record, pages), media_type="application/json", headers=headers)
 
 
 @router.get(
