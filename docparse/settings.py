@@ -316,7 +316,7 @@ class JobSettings(_Group):
         2.0, ge=0, description="Seconds before a job's first retry; doubled for each next one, at most 60."
     )
     poll_interval: float = Field(
-        0.5, gt=0, description="Seconds between looks at the store for new jobs, cancels and new pages."
+        0.25, gt=0, description="Seconds between looks at the store for new jobs, cancels and new pages."
     )
     webhook_secret: str | None = Field(
         None,

@@ -1,6 +1,7 @@
 """``/jobs/{id}/events``: a job followed as Server-Sent Events, from the store, so any
 worker of any host can serve it whoever runs the job. Finished pages are replayed first,
-then the store is polled (HPS_JOB_POLL_INTERVAL) for new pages and status changes."""
+then the store is looked at again for new pages and status changes as soon as this
+process's runner moves a job on, else every HPS_JOB_POLL_INTERVAL."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ async def job_events(gateway: Gateway, info: JobInfo) -> AsyncIterator[bytes]:
         elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
             last_sent = time.monotonic()
             yield b": keepalive\n\n"
-        await asyncio.sleep(gateway.settings.jobs.poll_interval)
+        await gateway.runner.wait_for_change(gateway.settings.jobs.poll_interval)
 
 
 async def _ending(gateway: Gateway, info: JobInfo) -> bytes:

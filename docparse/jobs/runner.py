@@ -75,11 +75,22 @@ class JobRunner:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._changed = asyncio.Event()  # set (and replaced) when a job of this process moves on
         self._stopping = False
 
     def wake(self) -> None:
         """Look for work now (a job was submitted in this process)."""
         self._wake.set()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return when a job run by this process stored a page or ended, or after
+        ``timeout`` s (followers of jobs run elsewhere notice them at their next look)."""
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _moved_on(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def cancel_local(self, job_id: str) -> None:
         """Stop a job this process runs at once (it was cancelled); others notice it at
@@ -198,6 +209,7 @@ class JobRunner:
                 if isinstance(event, PageEvent):
                     if not await asyncio.to_thread(self._save_page, row, event):
                         raise LeaseLost()
+                    self._moved_on()
                 elif isinstance(event, FinalEvent):
                     final = merged_final(final, event)
                     if not await asyncio.to_thread(self.store.save_final, job_id, self.worker, final):
@@ -251,7 +263,7 @@ class JobRunner:
         if not await asyncio.to_thread(self.store.finish, job_id, self.worker, status, error, self.settings.ttl):
             raise LeaseLost()
         log.info("job %s: %s", job_id, status.value)
-        self._wake.set()  # its callback is due
+        self._moved_on()
 
     async def _keep_lease(self, job_id: str, work: asyncio.Task[None]) -> None:
         """Renew the lease while the job runs; stop the work when the job stops being
