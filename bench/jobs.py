@@ -64,10 +64,11 @@ class JobsSender(GatewaySender):
     poll until the job ends, read its result; its pages come out when the result has
     been read (as the sync route's, which come with the answer)."""
 
-    def __init__(self, url: str, timeout: float, poll: float) -> None:
+    def __init__(self, url: str, timeout: float, poll: float, follow: bool = False) -> None:
         super().__init__(url, "jobs", timeout)
-        self.name = "gateway jobs"
+        self.name = "gateway jobs" + (" (following events)" if follow else "")
         self.poll = poll
+        self.follow = follow  # wait on /jobs/{id}/events instead of polling
         self.phases: list[dict[str, float]] = []  # where each job's time went (``job_phases``)
 
     async def _json(self, method: str, path: str, expected: int, data: bytes | None = None) -> dict:
@@ -102,11 +103,26 @@ class JobsSender(GatewaySender):
                 return info
             await asyncio.sleep(self.poll)
 
+    async def follow_events(self, job_id: str) -> dict:
+        """Read ``/jobs/{id}/events`` until its ``final`` or ``error`` event; the job's
+        last JobInfo (a failed job raises)."""
+        try:
+            async with self.http.get(f"{self.url}/jobs/{job_id}/events") as response:
+                event = ""
+                async for raw in response.content:
+                    line = raw.decode().rstrip("\r\n")
+                    event = line.removeprefix("event: ") if line.startswith("event: ") else event
+                    if not line and event in ("final", "error"):
+                        break
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise RequestFailed(type(exc).__name__, str(exc) or repr(exc)) from None
+        return await self.wait(job_id)  # ended: one status read
+
     async def events(self, body: dict) -> AsyncIterator[dict]:
         sent = time.time()
         job = await self.submit(body)
         submitted = time.time()
-        info = await self.wait(job["jobId"])
+        info = await (self.follow_events(job["jobId"]) if self.follow else self.wait(job["jobId"]))
         noticed = time.time()
         result = (await self.result(job["jobId"]))["result"]
         self.phases.append(job_phases(info, sent, submitted, noticed, time.time()))
@@ -242,7 +258,7 @@ async def compare(stack: BenchStack, args: argparse.Namespace) -> list[dict]:
     """Alternating runs of the sync route and of jobs at the same load."""
     document: Document = load_document(f"pdf:{args.compare_pages}")
     await asyncio.to_thread(stack.simulator.configure, latency=args.compare_vlm_latency)
-    jobs = JobsSender(stack.gateway.url, args.timeout, args.poll)
+    jobs = JobsSender(stack.gateway.url, args.timeout, args.poll, args.follow)
     senders = {"sync": GatewaySender(stack.gateway.url, "unary", args.timeout), "jobs": jobs}
     count = vlm_region_counter()
     runs = []
@@ -281,7 +297,7 @@ async def benchmark(stack: BenchStack, args: argparse.Namespace) -> dict:
         runs = await compare(stack, args)
         results["comparison"] = {"concurrency": args.compare_concurrency, "pages_per_document": args.compare_pages,
                                  "duration_s": args.compare_duration, "vlm_latency_s": args.compare_vlm_latency,
-                                 "poll_s": args.poll, "runs": runs, "summary": comparison_summary(runs)}
+                                 "poll_s": args.poll, "follow": args.follow, "runs": runs, "summary": comparison_summary(runs)}
     return results
 
 
@@ -307,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=2, help="pairs of runs (sync, jobs)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before each run's window")
     parser.add_argument("--poll", type=float, default=0.2, help="seconds between a jobs client's status polls")
+    parser.add_argument("--follow", action="store_true",
+                        help="jobs clients wait on /jobs/{id}/events (SSE) instead of polling")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds a document (or the long job) may take")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results/<timestamp>)")
     return parser
