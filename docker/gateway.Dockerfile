@@ -6,7 +6,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 \
     HPS_HOST=0.0.0.0 \
-    HPS_PORT=8080
+    HPS_PORT=8080 \
+    HPS_DATA_DIR=/data
 
 WORKDIR /opt/docparse
 COPY pyproject.toml README.md ./
@@ -16,8 +17,11 @@ COPY gateway ./gateway
 # The project pins its dependency ranges in pyproject.toml, which hadolint cannot see.
 # hadolint ignore=DL3013
 RUN python -m pip install ".[gateway]" \
-    && useradd --create-home --uid 10001 docparse
+    && useradd --create-home --uid 10001 docparse \
+    && mkdir /data && chown 10001 /data
 USER 10001
+# The job store (SQLite) lives here; compose mounts a named volume so jobs outlive the container.
+VOLUME /data
 
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
