@@ -13,7 +13,9 @@ import orjson
 
 from docparse.jobs.model import JobInfo, JobStatus
 from docparse.jobs.results import tally
-from docparse.responses import ErrorEnvelope, FinalEvent, PageEvent, PageResult, Timings
+from docparse.jobs.store import StoredPage
+from docparse.protocol import json_bytes
+from docparse.responses import PAGE_EVENT, ErrorEnvelope, FinalEvent, Timings
 from gateway.resources import Gateway
 from gateway.routes.hps import ERROR_EVENT, sse_event
 
@@ -26,17 +28,12 @@ async def job_events(gateway: Gateway, info: JobInfo) -> AsyncIterator[bytes]:
     yield sse_event(STATUS_EVENT, info)
     last_seq, last_sent = 0, time.monotonic()
     while True:
-        pages = await asyncio.to_thread(store.pages, job_id, last_seq)
-        current = await asyncio.to_thread(store.info, job_id)
+        pages, current = await asyncio.to_thread(lambda: (store.pages(job_id, last_seq), store.info(job_id)))
         if current is None:  # expired while followed
             return
         for page in pages:
             last_seq = page.seq
-            event = PageEvent(
-                logId=current.logId, pageIndex=page.page_index, totalPages=current.pagesTotal or 0,
-                result=PageResult.model_validate_json(page.data),
-            )
-            yield sse_event(event.type, event)
+            yield page_event(current, page)
         if current.status != info.status or current.pagesDone != info.pagesDone:
             info = current
             yield sse_event(STATUS_EVENT, info)
@@ -50,6 +47,14 @@ async def job_events(gateway: Gateway, info: JobInfo) -> AsyncIterator[bytes]:
             last_sent = time.monotonic()
             yield b": keepalive\n\n"
         await gateway.runner.wait_for_change(gateway.settings.jobs.poll_interval)
+
+
+def page_event(info: JobInfo, page: StoredPage) -> bytes:
+    """A ``page`` event (a PageEvent) around the page's JSON as it was stored: no page is
+    parsed and serialised again to be followed."""
+    head = json_bytes({"type": PAGE_EVENT, "logId": info.logId, "pageIndex": page.page_index,
+                       "totalPages": info.pagesTotal or 0})
+    return b"event: " + PAGE_EVENT.encode() + b"\ndata: " + head[:-1] + b',"result":' + page.data + b"}\n\n"
 
 
 async def _ending(gateway: Gateway, info: JobInfo) -> bytes:

@@ -118,10 +118,13 @@ def test_list_pages_through_the_callers_jobs(http: httpx.Client) -> None:
     assert seen.index(ids[2]) < seen.index(ids[0])  # newest first
 
 
-def test_a_full_queue_is_a_503_with_retry_after(start_gateway) -> None:
-    gateway = start_gateway(workers=1, job_concurrency=0, max_queued_jobs=1)  # nothing runs: jobs wait
+def test_a_full_queue_is_a_503_with_retry_after_and_a_large_document_a_413(start_gateway) -> None:
+    # Nothing runs there (jobs wait), and a job may store 30,000 bytes.
+    gateway = start_gateway(workers=1, job_concurrency=0, max_queued_jobs=1, job_max_document_bytes=30_000)
     with httpx.Client(base_url=gateway.url, timeout=30) as client:
-        first = submit(client, sample_pdf(1))
+        too_large = client.post("/jobs", json={"file": base64.b64encode(sample_pdf(3)).decode()})  # 31.7 kB
+        assert too_large.status_code == 413 and "HPS_JOB_MAX_DOCUMENT_BYTES" in too_large.json()["errorMsg"]
+        first = submit(client, sample_pdf(1))  # 28 kB
         assert client.get(f"/jobs/{first['jobId']}").json()["queuePosition"] == 0
         refused = client.post("/jobs", json={"file": base64.b64encode(sample_pdf(1)).decode()})
         assert refused.status_code == 503 and "HPS_MAX_QUEUED_JOBS" in refused.json()["errorMsg"]
