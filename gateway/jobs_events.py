@@ -46,7 +46,7 @@ async def job_events(gateway: Gateway, info: JobInfo) -> AsyncIterator[bytes]:
         elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
             last_sent = time.monotonic()
             yield b": keepalive\n\n"
-        await gateway.runner.wait_for_change(gateway.settings.jobs.poll_interval)
+        await gateway.runner.wait_for_change(job_id, gateway.settings.jobs.poll_interval)
 
 
 def page_event(info: JobInfo, page: StoredPage) -> bytes:

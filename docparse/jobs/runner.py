@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+import weakref
 from contextlib import aclosing, suppress
 from typing import Any, AsyncIterator, Callable, Protocol
 
@@ -75,22 +76,27 @@ class JobRunner:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._changed = asyncio.Event()  # set (and replaced) when a job of this process moves on
+        # job id -> the event its followers here wait on; set (and dropped) when it moves on
+        self._changes: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
         self._stopping = False
 
     def wake(self) -> None:
         """Look for work now (a job was submitted in this process)."""
         self._wake.set()
 
-    async def wait_for_change(self, timeout: float) -> None:
-        """Return when a job run by this process stored a page or ended, or after
-        ``timeout`` s (followers of jobs run elsewhere notice them at their next look)."""
+    async def wait_for_change(self, job_id: str, timeout: float) -> None:
+        """Return when this process stored a page of the job or ended it, or after
+        ``timeout`` s (followers of a job run elsewhere notice it at their next look)."""
+        event = self._changes.get(job_id)
+        if event is None:
+            event = self._changes[job_id] = asyncio.Event()
         with suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            await asyncio.wait_for(event.wait(), timeout)
 
-    def _moved_on(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _moved_on(self, job_id: str) -> None:
+        event = self._changes.pop(job_id, None)
+        if event is not None:
+            event.set()
 
     def cancel_local(self, job_id: str) -> None:
         """Stop a job this process runs at once (it was cancelled); others notice it at
@@ -209,7 +215,7 @@ class JobRunner:
                 if isinstance(event, PageEvent):
                     if not await asyncio.to_thread(self._save_page, row, event):
                         raise LeaseLost()
-                    self._moved_on()
+                    self._moved_on(job_id)
                 elif isinstance(event, FinalEvent):
                     final = merged_final(final, event)
                     if not await asyncio.to_thread(self.store.save_final, job_id, self.worker, final):
@@ -263,7 +269,7 @@ class JobRunner:
         if not await asyncio.to_thread(self.store.finish, job_id, self.worker, status, error, self.settings.ttl):
             raise LeaseLost()
         log.info("job %s: %s", job_id, status.value)
-        self._moved_on()
+        self._moved_on(job_id)
 
     async def _keep_lease(self, job_id: str, work: asyncio.Task[None]) -> None:
         """Renew the lease while the job runs; stop the work when the job stops being
