@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Annotated, AsyncIterator, Literal
+from typing import Annotated, Literal
 
 import pybase64
 from fastapi import APIRouter, Depends, Query, Request
