@@ -27,6 +27,7 @@ from docparse.errors import DeadlineExceededError, DocParseError, as_error
 from docparse.jobs.model import JobError, JobStatus
 from docparse.jobs.pages import page_spec, selected_pages
 from docparse.jobs.store import JobStore, JobStoreError
+from docparse.protocol import json_bytes
 from docparse.responses import FinalEvent, PageEvent, StreamEvent
 from docparse.settings import JobSettings
 
@@ -90,8 +91,7 @@ class JobRunner:
         event = self._changes.get(job_id)
         if event is None:
             event = self._changes[job_id] = asyncio.Event()
-        with suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        await wait_at_most(event, timeout)
 
     def _moved_on(self, job_id: str) -> None:
         event = self._changes.pop(job_id, None)
@@ -112,8 +112,7 @@ class JobRunner:
             while True:
                 await self._claim_while_free()
                 self._wake.clear()
-                with suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                await wait_at_most(self._wake, self.settings.poll_interval)
         finally:
             self._stopping = True
             housekeeping.cancel()
@@ -170,9 +169,7 @@ class JobRunner:
         if row["attempts"] > self.settings.max_attempts:
             last = row["error_message"] or "its worker stopped before finishing (a crash or a kill)"
             await self._finish(job_id, JobStatus.FAILED, JobError(
-                code=row["error_code"] or 500,
-                message=f"gave up after {row['attempts'] - 1} runs (HPS_JOB_MAX_ATTEMPTS); the last: {last}",
-            ))
+                code=row["error_code"] or 500, message=gave_up(row["attempts"] - 1, last)))
             return
         options = orjson.loads(row["options"])
         states = await asyncio.to_thread(self.store.page_states, job_id)
@@ -223,7 +220,7 @@ class JobRunner:
 
     def _save_page(self, row: dict[str, Any], event: PageEvent) -> bool:
         """Store one page (False: the job is no longer ours) and charge it to its owner."""
-        data = orjson.dumps(event.result.model_dump(mode="json"))
+        data = json_bytes(event.result)
         saved = self.store.save_page(row["id"], self.worker, event.pageIndex, page_failed(event), data, event.totalPages)
         if saved and self.page_charges is not None:
             try:
@@ -254,16 +251,14 @@ class JobRunner:
         error = JobError(code=exc.status, message=exc.message)
         if is_final_error(exc) or row["attempts"] >= self.settings.max_attempts:
             if not is_final_error(exc):
-                error = JobError(code=exc.status, message=(
-                    f"gave up after {row['attempts']} runs (HPS_JOB_MAX_ATTEMPTS); the last: {exc.message}"))
+                error = JobError(code=exc.status, message=gave_up(row["attempts"], exc.message))
             await self._finish(row["id"], JobStatus.FAILED, error)
             return
         log.warning("job %s: run %d failed, retrying: %s", row["id"], row["attempts"], exc.message)
         await asyncio.to_thread(self.store.retry_later, row["id"], self.worker, self._delay(row), error)
 
     def _delay(self, row: dict[str, Any]) -> float:
-        doublings = min(max(0, row["attempts"] - 1), 16)  # past the cap long before; no overflow
-        return min(self.settings.retry_delay * 2.0**doublings, MAX_RETRY_DELAY)
+        return doubling_delay(self.settings.retry_delay, row["attempts"], MAX_RETRY_DELAY)
 
     async def _finish(self, job_id: str, status: JobStatus, error: JobError | None) -> None:
         if not await asyncio.to_thread(self.store.finish, job_id, self.worker, status, error, self.settings.ttl):
@@ -327,12 +322,28 @@ class JobRunner:
             if tries >= self.settings.webhook_attempts:
                 await asyncio.to_thread(self.store.callback_tried, row["id"], "failed", reason, None)
             else:
-                # the exponent is bounded: 2.0 ** 1024 overflows, and 2 ** 9 is past the cap
-                delay = min(2.0 ** min(tries - 1, 9), MAX_CALLBACK_DELAY)
+                delay = doubling_delay(1.0, tries, MAX_CALLBACK_DELAY)
                 await asyncio.to_thread(self.store.callback_tried, row["id"], "pending", reason, time.time() + delay)
             return True
         await asyncio.to_thread(self.store.callback_tried, row["id"], "delivered", None, None)
         return True
+
+
+def gave_up(runs: int, last: str) -> str:
+    """Why a job failed once its runs were used up."""
+    return f"gave up after {runs} runs (HPS_JOB_MAX_ATTEMPTS); the last: {last}"
+
+
+def doubling_delay(first: float, nth: int, most: float) -> float:
+    """``first`` seconds before the first retry, doubled for each next one, at most
+    ``most`` (the exponent is bounded: ``2.0 ** 1024`` overflows)."""
+    return min(first * 2.0 ** min(max(0, nth - 1), 1000), most)
+
+
+async def wait_at_most(event: asyncio.Event, timeout: float) -> None:
+    """Until ``event`` is set or ``timeout`` seconds have passed."""
+    with suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
 
 
 def merged_final(previous: dict[str, Any], event: FinalEvent) -> dict[str, Any]:

@@ -9,16 +9,15 @@ in a thread (``JobRunner`` and the gateway do).
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
-from contextlib import contextmanager
-from sqlalchemy import Connection, and_, case, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, case, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,9 +25,8 @@ from docparse.errors import InternalError, InvalidRequestError, OverloadedError
 from docparse.jobs.model import FINISHED, CallbackState, JobError, JobInfo, JobStatus, timestamp
 from docparse.jobs.schema import documents, jobs, metadata, pages
 
-log = logging.getLogger(__name__)
-
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+_STORED_PAGES = select(pages.c.seq, pages.c.page_index, pages.c.failed, pages.c.data)
 SUBMIT_LOCK = 0x4A4F4253  # PostgreSQL advisory lock key of submits ("JOBS")
 
 
@@ -185,31 +183,29 @@ class JobStore:
 
     def pages(self, job_id: str, after_seq: int = 0) -> list[StoredPage]:
         """The job's stored pages stored after ``after_seq``, in the order they were stored."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(pages.c.seq, pages.c.page_index, pages.c.failed, pages.c.data)
-                .where(pages.c.job_id == job_id, pages.c.seq > after_seq)
-                .order_by(pages.c.seq)
-            ).all()
-        return [StoredPage(row.seq, row.page_index, bool(row.failed), row.data.encode()) for row in rows]
+        return self._stored_pages(
+            _STORED_PAGES.where(pages.c.job_id == job_id, pages.c.seq > after_seq).order_by(pages.c.seq)
+        )
 
     def pages_in_order(self, job_id: str, batch: int = 50) -> Iterator[StoredPage]:
         """The job's stored pages in document order, read ``batch`` at a time (each batch
         a short read of its own: a slow reader holds nothing)."""
         after = -1
         while True:
-            with self._read() as conn:
-                rows = conn.execute(
-                    select(pages.c.seq, pages.c.page_index, pages.c.failed, pages.c.data)
-                    .where(pages.c.job_id == job_id, pages.c.page_index > after)
-                    .order_by(pages.c.page_index)
-                    .limit(batch)
-                ).all()
-            for row in rows:
-                yield StoredPage(row.seq, row.page_index, bool(row.failed), row.data.encode())
-            if len(rows) < batch:
+            found = self._stored_pages(
+                _STORED_PAGES.where(pages.c.job_id == job_id, pages.c.page_index > after)
+                .order_by(pages.c.page_index)
+                .limit(batch)
+            )
+            yield from found
+            if len(found) < batch:
                 return
-            after = rows[-1].page_index
+            after = found[-1].page_index
+
+    def _stored_pages(self, query: Select[Any]) -> list[StoredPage]:
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [StoredPage(row.seq, row.page_index, bool(row.failed), row.data.encode()) for row in rows]
 
     def page_states(self, job_id: str) -> dict[int, bool]:
         """page index -> failed, for every stored page (without their data)."""
