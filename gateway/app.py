@@ -26,7 +26,7 @@ from gateway.errors import register_error_handlers
 from gateway.keys import load_keyring
 from gateway.openapi import customise_openapi
 from gateway.resources import Gateway
-from gateway.routes import hps, jobs, ops
+from gateway.routes import hps, jobs, ops, web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hps.router)
     app.include_router(jobs.router)
     app.include_router(ops.router)
+    app.include_router(web.router)
+    app.mount(web.STATIC_PREFIX, web.static_files(), name="static")
     customise_openapi(
         app,
         [LayoutParsingRequest, JobRequest],

@@ -23,6 +23,7 @@ from gateway.access import JOBS_ROUTE, PARSING_ROUTES
 from gateway.errors import ModelResponse, error_answer
 from gateway.keys import ApiKey, KeyRing
 from gateway.quotas import Quota, process_store
+from gateway.routes import web
 
 REALM = 'Bearer realm="DocParse HPS"'
 HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -37,8 +38,12 @@ class AuthMiddleware:
         # Built on the app's first request, so in the worker process, never before a fork.
         self.store = process_store() if any(q.active for q in self.quotas.values()) else None
 
+    def _open(self, path: str) -> bool:
+        """Answered without a key: the configured open paths and the web page."""
+        return path in self.open_paths or web.is_public(path)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._open(scope["path"]):
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
