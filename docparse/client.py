@@ -210,6 +210,15 @@ class AsyncTritonClient:
                 responses.cancel()
         yield final
 
+    async def model_ready(self, model: str, timeout: float) -> bool:
+        """Whether Triton answers that ``model`` is ready (False when it cannot say)."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(await self.client.is_model_ready(model, client_timeout=timeout))
+        except InferenceServerException:
+            return False
+
     async def check_ready(self, timeout: float) -> None:
         """Raise with the failing part named unless Triton and every model are ready."""
         from tritonclient.utils import InferenceServerException

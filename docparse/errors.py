@@ -38,6 +38,7 @@ class ErrorKind(enum.Enum):
     )
     CLIENT_GONE = (499, "CANCELLED", False, "The client went away; the work was cancelled.")
     INTERNAL = (500, "INTERNAL", False, "An internal error; the message and the server log say which.")
+    NOT_SUPPORTED = (501, "UNSUPPORTED", False, "This server cannot do that: information extraction needs a VLM.")
     RECOGNITION_FAILED = (502, "UNAVAILABLE", False, "The recognition model (VLM) failed after its retries.")
     RECOGNITION_UNAVAILABLE = (
         503, "UNAVAILABLE", True, "The recognition model (VLM) cannot be reached; Retry-After says when to retry."
@@ -131,6 +132,13 @@ class QuotaExceededError(DocParseError):
     """The API key's quota is used up for now; ``retry_after`` says when it is not."""
 
     kind = ErrorKind.QUOTA_EXCEEDED
+
+
+class NotSupportedError(DocParseError):
+    """What was asked needs an engine this server does not run (extraction on the CPU
+    recognizer)."""
+
+    kind = ErrorKind.NOT_SUPPORTED
 
 
 class ClientGoneError(DocParseError):

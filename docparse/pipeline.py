@@ -29,7 +29,7 @@ from docparse.assemble import (
     image_path_for,
     reading_order,
 )
-from docparse.errors import DocParseError, as_error
+from docparse.errors import DocParseError, NotSupportedError, as_error
 from docparse.outcome import DocumentOutcome
 from docparse.protocol import LayoutOptions, LayoutParsingRequest
 from docparse.recognition.base import Recognizer
@@ -118,6 +118,11 @@ class DocumentPipeline:
         emitting the pages finished before it; fails at once when the recogniser is
         known to be down."""
         started = time.perf_counter()
+        if request.jsonSchema is not None and not self.recognizer.supports_extraction:
+            raise NotSupportedError(
+                f"information extraction needs a VLM; this server reads with {self.recognizer.name} "
+                "(HPS_RECOGNIZER=cpu): run it with HPS_RECOGNIZER=vlm and a VLM server"
+            )
         await self.recognizer.ensure_available()
         document = _Document(request, log_id, is_cancelled, asyncio.Semaphore(self.max_pages_in_flight))
         producer = asyncio.create_task(self._produce(document, pages))
@@ -169,8 +174,11 @@ class DocumentPipeline:
             document.budget_held -= 1
             if document.is_cancelled():
                 raise asyncio.CancelledError("the request was cancelled")
-            total = document.info.selected if document.info else 0
-            event = PageEvent(logId=document.log_id, pageIndex=page_index, totalPages=total, result=result)
+            info = document.info or DocumentInfo("unknown", 0, 0)
+            event = PageEvent(
+                logId=document.log_id, pageIndex=page_index, totalPages=info.selected, numPages=info.page_count,
+                result=result,
+            )
             await emit(event)
 
     def _give_up(self, document: "_Document") -> None:

@@ -20,6 +20,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, ValidationInfo, field_validator
 
 from docparse.errors import DocParseError, InvalidRequestError, clip
+from docparse.extraction import parse_schema
 from docparse.settings import MIN_DPI
 from docparse.types import LayoutParams, RecognitionParams
 
@@ -127,6 +128,12 @@ class LayoutParsingRequest(LayoutOptions):
         description="With useLayoutDetection=false: the task for the whole page "
         "(ocr = text, the default).",
     )
+    jsonSchema: dict[str, Any] | None = Field(
+        None,
+        description="Information extraction (needs a VLM; with useLayoutDetection=false): each page's one "
+        "block holds the VLM's JSON answer for this JSON Schema (or a GLM-OCR template such as "
+        '{"name": ""}), decoded with vLLM\'s structured output.',
+    )
     markdownIgnoreLabels: list[str] | None = Field(
         None,
         description="Labels left out of the Markdown; default "
@@ -183,6 +190,18 @@ class LayoutParsingRequest(LayoutOptions):
             raise InvalidRequestError("field 'file': the file is empty")
         return data
 
+    @field_validator("jsonSchema")
+    @classmethod
+    def _a_schema_on_whole_pages(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if info.data.get("useLayoutDetection") is not False:
+            raise ValueError("extraction reads whole pages: set useLayoutDetection to false")
+        try:
+            return parse_schema(value)
+        except InvalidRequestError as exc:
+            raise ValueError(exc.message.removeprefix("field 'schema': ")) from None
+
     @field_validator("maxPixels")
     @classmethod
     def _not_below_min_pixels(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -199,6 +218,7 @@ class LayoutParsingRequest(LayoutOptions):
             max_new_tokens=self.maxNewTokens,
             min_pixels=self.minPixels,
             max_pixels=self.maxPixels,
+            json_schema=self.jsonSchema,
             log_id=log_id,
         )
 

@@ -216,6 +216,7 @@ class PageEvent(_Model):
     logId: str
     pageIndex: int = Field(description="0-based index of the page in the document.")
     totalPages: int = Field(description="How many pages this request returns in all.")
+    numPages: int | None = _omitted_when_unset("Pages in the document (the selection's is totalPages).")
     result: PageResult
 
 
@@ -258,7 +259,13 @@ def collect_events(log_id: str, events: list[PageEvent | FinalEvent]) -> LayoutP
 
 
 class Liveness(_Model):
+    """``/health``: the gateway answers; beside it, what the GLM-OCR server's clients read
+    there (a quick look, not the readiness check: /health/ready is that)."""
+
     status: Literal["ok"] = "ok"
+    vllm: bool | None = Field(description="The VLM answers its health check; null with the CPU recognizer.")
+    layout_model: bool = Field(description="Triton's layout_detection model is ready.")
+    model: str = Field(description="The VLM's served model name, or the CPU recognizer's.")
 
 
 class Readiness(_Model):

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from docparse.extraction import DEFAULT_PROMPT as DEFAULT_EXTRACT_PROMPT
 from docparse.types import Task
 
 MIN_DPI = 36  # below this a page's text is unreadable to any model
@@ -156,6 +157,12 @@ class RecognitionSettings(_Group):
     task_prompts: dict[Task, str] = Field(
         default_factory=dict, description='Overrides of the task → prompt table, as JSON: {"text": "OCR:"}.'
     )
+    extract_prompt: str = Field(
+        DEFAULT_EXTRACT_PROMPT,
+        validation_alias=_env("HPS_EXTRACT_PROMPT", "extract_prompt"),
+        min_length=1,
+        description="Information extraction: the prompt before the answer's JSON template (GLM-OCR's own).",
+    )
 
 
 class VlmSettings(_Group):
@@ -247,6 +254,9 @@ class GatewaySettings(_Group):
         100 * 1024 * 1024,
         ge=1024,
         description="Largest request body (and fetched URL) in bytes; more is refused (413).",
+    )
+    max_batch_images: int = Field(
+        64, ge=1, description="Most images in one /api/ocr/batch request; more is refused with 413."
     )
     allow_url_input: bool = Field(False, description="Accept http(s) URLs in 'file'; the gateway fetches them.")
     url_allow_private: bool = Field(
@@ -371,7 +381,7 @@ class AuthSettings(_Group):
         for path in paths:
             if not path.startswith("/"):
                 raise ValueError(f"{path!r} is not a path (it must start with /)")
-            if path.startswith("/layout-parsing"):
+            if path.startswith(("/layout-parsing", "/api/ocr/")):
                 raise ValueError(f"{path!r}: the parsing routes always need a key when keys are on")
         return paths
 

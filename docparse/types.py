@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from docparse.errors import DocParseError
 from docparse.responses import LayoutDetBox
@@ -80,6 +81,7 @@ class RecognitionParams:
     max_new_tokens: int | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
+    json_schema: Mapping[str, Any] | None = None  # information extraction: the answer's JSON Schema
     log_id: str = ""
 
 

@@ -17,7 +17,11 @@ from gateway.errors import error_answer
 
 access_log = logging.getLogger("docparse.gateway.access")
 
-PARSING_ROUTES = ("/layout-parsing", "/layout-parsing/stream")
+# The routes that take an inference slot (and count against a key's request quotas).
+PARSING_ROUTES = (
+    "/layout-parsing", "/layout-parsing/stream",
+    "/api/ocr/recognize", "/api/ocr/extract", "/api/ocr/batch", "/api/ocr/document", "/api/ocr/document/stream",
+)
 QUIET_ROUTES = ("/health", "/health/ready", "/metrics")
 JOBS_ROUTE = "/jobs"  # POST submits a job; a job's own paths are counted as "other"
 KNOWN_ROUTES = PARSING_ROUTES + QUIET_ROUTES + (JOBS_ROUTE, "/docs", "/redoc", "/openapi.json")

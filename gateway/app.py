@@ -14,6 +14,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from docparse import __version__, tracing
+from docparse.glmocr import CompleteEvent, ErrorStreamEvent, PageStreamEvent, StartEvent
 from docparse.jobs.model import JobInfo, JobRequest
 from docparse.logs import configure_logging
 from docparse.protocol import LayoutParsingRequest
@@ -26,7 +27,7 @@ from gateway.errors import register_error_handlers
 from gateway.keys import load_keyring
 from gateway.openapi import customise_openapi
 from gateway.resources import Gateway
-from gateway.routes import hps, jobs, ops, web
+from gateway.routes import glmocr, hps, jobs, ops, web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     app.include_router(hps.router)
     app.include_router(jobs.router)
+    app.include_router(glmocr.router)
     app.include_router(ops.router)
     app.include_router(web.router)
     app.mount(web.STATIC_PREFIX, web.static_files(), name="static")
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         event_data={
             "StreamEventData": [PageEvent, FinalEvent, ErrorEnvelope],
             "JobEventData": [JobInfo, PageEvent, FinalEvent, ErrorEnvelope],
+            "OcrStreamEventData": [StartEvent, PageStreamEvent, CompleteEvent, ErrorStreamEvent],
         },
         open_paths=settings.auth.open_paths if keyring.enabled else None,
     )

@@ -51,7 +51,7 @@ class AuthMiddleware:
         key = self.keyring.find(presented) if presented else None
         if key is None:
             metrics.REJECTIONS.labels(reason="unauthenticated").inc()
-            await unauthenticated(state, wrong=presented is not None)(scope, receive, send)
+            await unauthenticated(state, scope["path"], wrong=presented is not None)(scope, receive, send)
             return
         state["api_key"] = key.name
         quota = self.quotas[key.name]
@@ -69,7 +69,7 @@ class AuthMiddleware:
             self.store.admit(key.name, quota)
         except QuotaExceededError as exc:
             metrics.REJECTIONS.labels(reason="quota").inc()
-            await error_answer(log_id_of(state), exc)(scope, receive, send)
+            await error_answer(log_id_of(state), exc, scope["path"])(scope, receive, send)
             return
         started = time.monotonic()
         try:
@@ -86,10 +86,10 @@ def presented_key(headers: Headers) -> str | None:
     return headers.get("x-api-key", "").strip() or None
 
 
-def unauthenticated(state: dict[str, Any], wrong: bool) -> ModelResponse:
+def unauthenticated(state: dict[str, Any], path: str, wrong: bool) -> ModelResponse:
     """401 for a request with no key (``wrong``: with one that is not configured)."""
     message = f"the API key is not valid; {HOW_TO_SEND}" if wrong else f"an API key is required: {HOW_TO_SEND}"
-    answer = error_answer(log_id_of(state), UnauthenticatedError(message))
+    answer = error_answer(log_id_of(state), UnauthenticatedError(message), path)
     # RFC 6750: a key that was sent but is not valid is an "invalid_token".
     answer.headers["WWW-Authenticate"] = REALM + (', error="invalid_token"' if wrong else "")
     return answer

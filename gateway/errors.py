@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from docparse.errors import DocParseError, InvalidRequestError, as_error, error_for_status
+from docparse.glmocr import OcrErrorBody
 from docparse.protocol import describe_problems, json_bytes, new_log_id
 from docparse.responses import ErrorEnvelope
 
 log = logging.getLogger("docparse.gateway")
+OCR_API_PREFIX = "/api/ocr/"  # the GLM-OCR server's routes (gateway/routes/glmocr.py)
 
 
 class ModelResponse(Response):
@@ -39,26 +41,34 @@ def request_log_id(request: Request) -> str:
     return request.state.log_id
 
 
-def error_answer(log_id: str, error: DocParseError) -> ModelResponse:
+def error_answer(log_id: str, error: DocParseError, path: str = "") -> ModelResponse:
+    """The error's envelope; on the GLM-OCR API's paths also its ``error`` (and an
+    extraction's ``raw`` answer), as that server's clients read them."""
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    envelope = ErrorEnvelope(logId=log_id, errorCode=error.status, errorMsg=error.message)
+    envelope: ErrorEnvelope = ErrorEnvelope(logId=log_id, errorCode=error.status, errorMsg=error.message)
+    if path.startswith(OCR_API_PREFIX):
+        envelope = OcrErrorBody(
+            **envelope.model_dump(), error=error.message, raw=getattr(error, "raw", None)
+        )
     return ModelResponse(envelope, status_code=error.status, headers=headers)
 
 
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DocParseError)
     async def docparse_error(request: Request, exc: DocParseError) -> Response:
-        return error_answer(request_log_id(request), exc)
+        return error_answer(request_log_id(request), exc, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        answer = error_answer(request_log_id(request), error_for_status(exc.status_code, str(exc.detail)))
+        error = error_for_status(exc.status_code, str(exc.detail))
+        answer = error_answer(request_log_id(request), error, request.url.path)
         answer.headers.update(exc.headers or {})
         return answer
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_answer(request_log_id(request), InvalidRequestError(describe_problems(exc.errors())))
+        error = InvalidRequestError(describe_problems(exc.errors()))
+        return error_answer(request_log_id(request), error, request.url.path)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -67,4 +77,4 @@ def register_error_handlers(app: FastAPI) -> None:
         log_id = request_log_id(request)
         error = as_error(exc)
         log.error("logId=%s unexpected error (traceback follows): %s", log_id, error.message)
-        return error_answer(log_id, error)
+        return error_answer(log_id, error, request.url.path)

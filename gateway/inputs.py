@@ -9,6 +9,7 @@ loopback or link-local addresses unless explicitly allowed).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pybase64
@@ -108,3 +109,73 @@ async def validated_request(
     else:
         parsed.file_bytes()  # refuses bad base64 here, before any work is queued
     return {**data, "logId": log_id}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file of a multipart form."""
+
+    filename: str
+    data: bytes
+
+    def base64(self) -> str:
+        return pybase64.b64encode(self.data).decode("ascii")
+
+
+@dataclass
+class Form:
+    """A multipart form: its text fields (one value each) and its files by field name."""
+
+    fields: dict[str, str]
+    files: dict[str, list[Upload]]
+
+    def one_file(self, name: str) -> Upload:
+        """The one file of field ``name``; 422 naming it when it is missing or empty."""
+        uploads = self.files.get(name)
+        if not uploads:
+            raise InvalidRequestError(f"field '{name}': required: send the file as a multipart part, e.g. curl -F {name}=@page.png")
+        if len(uploads) > 1:
+            raise InvalidRequestError(f"field '{name}': send one file, got {len(uploads)}")
+        if not uploads[0].data:
+            raise InvalidRequestError(f"field '{name}': the file is empty")
+        return uploads[0]
+
+
+async def multipart_form(request: Request, settings: GatewaySettings, files: dict[str, int]) -> Form:
+    """A multipart form read within the body limit. ``files``: each file field and the
+    most files it takes (more is a 413); a file sent in another field is read as that
+    field's text (``-F schema=@schema.json``)."""
+    await read_body(request, settings.max_body_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise MalformedBodyError(
+            f"send a multipart/form-data body (curl -F {next(iter(files))}=@page.png), not {content_type or 'no content type'}"
+        )
+    most = sum(files.values())
+    try:
+        form = await request.form(max_files=most + 1, max_fields=100)
+    except Exception as exc:  # noqa: BLE001 - python-multipart raises several kinds
+        if "Too many files" in str(exc):
+            raise _too_many_files(files) from None
+        raise MalformedBodyError(f"the multipart body could not be read: {exc}") from None
+    result = Form({}, {})
+    for key, value in form.multi_items():
+        if key in files and hasattr(value, "read"):
+            result.files.setdefault(key, []).append(Upload(value.filename or key, await value.read()))
+            continue
+        text = (await value.read()).decode("utf-8", "replace") if hasattr(value, "read") else value
+        if key in result.fields:
+            raise InvalidRequestError(f"field '{clip(key)}': given more than once")
+        result.fields[key] = text
+    for key, most_files in files.items():
+        if len(result.files.get(key, [])) > most_files:
+            raise _too_many_files({key: most_files})
+    return result
+
+
+def _too_many_files(files: dict[str, int]) -> LimitExceededError:
+    metrics.REJECTIONS.labels(reason="too_large").inc()
+    limits = ", ".join(
+        f"'{name}' at most {most}" + (" (HPS_MAX_BATCH_IMAGES)" if most > 1 else "") for name, most in files.items()
+    )
+    return LimitExceededError(f"too many files: {limits}; send the rest in another request")

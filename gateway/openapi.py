@@ -57,6 +57,21 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+def form_body(model: type[BaseModel], files: dict[str, str], repeated: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads a multipart form: ``files`` (name →
+    description; ``repeated``: each may be sent several times) and ``model``'s fields."""
+    binary: dict[str, Any] = {"type": "string", "format": "binary"}
+    properties: dict[str, Any] = {
+        name: {"type": "array", "items": binary, "description": text} if repeated else {**binary, "description": text}
+        for name, text in files.items()
+    }
+    fields = model.model_json_schema(by_alias=True)
+    properties.update(fields["properties"])
+    required = [*files, *fields.get("required", [])]
+    schema = {"type": "object", "required": required, "properties": properties, "additionalProperties": False}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
 def customise_openapi(
     app: FastAPI,
     request_models: list[type[BaseModel]],

@@ -49,12 +49,24 @@ class ParsingCall:
         """The document's events from Triton, holding a slot; closing it early frees the
         slot and cancels the work."""
         async with self.gateway.inference_slots.hold():
-            async with aclosing(self.gateway.triton.events(self.body, self.log_id)) as events:
+            async with aclosing(self.document_events(self.body, self.log_id)) as events:
                 async for event in events:
-                    if isinstance(event, PageEvent):
-                        self.request.state.pages += 1
-                        metrics.PAGES.inc()
                     yield event
+
+    async def document_events(self, body: dict[str, Any], log_id: str) -> AsyncIterator[StreamEvent]:
+        """One document's events from Triton, its pages counted (no slot taken: for a
+        route that sends several documents under its one slot)."""
+        async with aclosing(self.gateway.triton.events(body, log_id)) as events:
+            async for event in events:
+                if isinstance(event, PageEvent):
+                    self.request.state.pages += 1
+                    metrics.PAGES.inc()
+                yield event
+
+    async def collect_document(self, body: dict[str, Any], log_id: str) -> LayoutParsingResponse:
+        """One document's whole answer (no slot taken, no deadline: the caller's)."""
+        async with aclosing(self.document_events(body, log_id)) as events:
+            return collect_events(log_id, [event async for event in events])
 
     async def collect(self) -> LayoutParsingResponse:
         """The whole document at once (unary routes)."""
@@ -87,16 +99,25 @@ class ParsingCall:
                 event = await self.within(anext(events))
 
 
+def open_call(request: Request, gateway: Gateway, log_id: str | None = None) -> ParsingCall:
+    """A call whose deadline starts now; its request is read and validated next."""
+    deadline = asyncio.get_running_loop().time() + gateway.settings.gateway.inference_timeout
+    request.state.pages = 0
+    return ParsingCall(gateway, request, log_id or request.state.log_id, {}, deadline)
+
+
+def name_call(call: ParsingCall, log_id: str, received: float) -> None:
+    """The call's logId, once the request that may carry one has been read."""
+    call.log_id = call.request.state.log_id = log_id
+    tracing.mark("gateway.received", log_id, at=received)
+
+
 async def parsing_call(request: Request, gateway: Gateway = Depends(get_gateway)) -> ParsingCall:
     """Read and validate the request; the deadline covers everything from here on."""
     received = time.time()
-    deadline = asyncio.get_running_loop().time() + gateway.settings.gateway.inference_timeout
+    call = open_call(request, gateway)
     data = await request_body(request, gateway.settings.gateway)
-    log_id = log_id_for(data)
-    request.state.log_id = log_id
-    request.state.pages = 0
-    tracing.mark("gateway.received", log_id, at=received)
-    call = ParsingCall(gateway, request, log_id, {}, deadline)
-    call.body = await call.within(validated_request(data, gateway.settings.gateway, log_id))
-    tracing.mark("gateway.validated", log_id)
+    name_call(call, log_id_for(data), received)
+    call.body = await call.within(validated_request(data, gateway.settings.gateway, call.log_id))
+    tracing.mark("gateway.validated", call.log_id)
     return call

@@ -9,6 +9,10 @@ prompt produced which answer:
     "Formula Recognition:" -> "\\frac{a}{b} #{h}"
     any other prompt       -> "echo: {prompt} {W}x{H}"
 
+A call asking for structured output (``response_format`` with a JSON Schema, or vLLM's
+``structured_outputs``/``guided_json``) gets JSON that fits the schema, its strings
+``"text {W}x{H} #{h}"``, as vLLM's guided decoding would always give valid JSON.
+
 with W x H the decoded image size and h the first 8 hex digits of sha256(image bytes).
 """
 
@@ -58,6 +62,7 @@ class ChatRequest:
     height: int
     max_tokens: int | None
     temperature: float | None
+    json_schema: dict | None = None  # structured output asked for: the answer's schema
 
 
 def parse_chat_request(raw: bytes, served_model: str) -> ChatRequest:
@@ -78,7 +83,35 @@ def parse_chat_request(raw: bytes, served_model: str) -> ChatRequest:
     temperature = body.get("temperature")
     if temperature is not None and (type(temperature) not in (int, float) or temperature < 0):
         raise ApiError(400, f"'temperature' must be a number >= 0, got {temperature!r}")
-    return ChatRequest(model, "\n".join(texts), image, width, height, max_tokens, temperature)
+    schema = _answer_schema(body)
+    return ChatRequest(model, "\n".join(texts), image, width, height, max_tokens, temperature, schema)
+
+
+def _answer_schema(body: dict) -> dict | None:
+    """The JSON Schema a call's answer must fit, as vLLM reads it: OpenAI's
+    ``response_format`` (``json_schema`` or ``json_object``), or vLLM's own
+    ``structured_outputs.json`` and older ``guided_json``."""
+    response_format = body.get("response_format")
+    if response_format is not None:
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if kind == "json_object":
+            return {"type": "object"}
+        if kind == "json_schema":
+            schema = (response_format.get("json_schema") or {}).get("schema")
+            if not isinstance(schema, dict):
+                raise ApiError(400, "response_format.json_schema.schema must be a JSON Schema object")
+            return schema
+        if kind != "text":
+            raise ApiError(400, f"response_format.type must be text, json_object or json_schema, got {kind!r}")
+    guided = (body.get("structured_outputs") or {}).get("json") or body.get("guided_json")
+    if isinstance(guided, str):
+        try:
+            guided = json.loads(guided)
+        except ValueError:
+            raise ApiError(400, "the guided JSON schema is not valid JSON") from None
+    if guided is not None and not isinstance(guided, dict):
+        raise ApiError(400, "the guided JSON schema must be a JSON object")
+    return guided
 
 
 def _json_object(raw: bytes) -> dict:
@@ -133,6 +166,43 @@ def answer_for(prompt: str, image: bytes, width: int, height: int) -> str:
     if prompt == "Formula Recognition:":
         return f"\\frac{{a}}{{b}} #{digest}"
     return f"echo: {prompt} {width}x{height}"
+
+
+def content_for(request: ChatRequest) -> str:
+    """The answer to ``request``: JSON fitting its schema when it asked for one."""
+    text = answer_for("Text Recognition:", request.image, request.width, request.height)
+    if request.json_schema is not None:
+        return json.dumps(instance_of(request.json_schema, text), ensure_ascii=False)
+    return answer_for(request.prompt, request.image, request.width, request.height)
+
+
+def instance_of(schema: object, text: str) -> object:
+    """A value that fits ``schema`` (the keywords extraction schemas use): ``const`` and
+    ``enum`` as given, objects with every property, arrays of ``minItems`` (at least
+    one) items, ``text`` for strings, the minimum (else 0) for numbers."""
+    if not isinstance(schema, dict):
+        return text
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for combined in ("anyOf", "oneOf", "allOf"):
+        if schema.get(combined):
+            return instance_of(schema[combined][0], text)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        return {key: instance_of(item, text) for key, item in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [instance_of(schema.get("items"), text) for _ in range(max(1, schema.get("minItems", 1)))]
+    if kind in ("number", "integer"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return text
 
 
 def prompt_tokens_for(prompt: str, width: int, height: int) -> int:

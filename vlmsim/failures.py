@@ -12,8 +12,9 @@ from vlmsim.chat import ApiError
 @dataclass
 class FailureRule:
     """Calls matching ``prompt`` and ``request_id`` (None matches any) answer ``status``,
-    or, with ``stall``, wait that many seconds and then answer normally. ``times`` limits
-    how many calls the rule hits; after that it stops matching."""
+    or, with ``stall``, wait that many seconds and then answer normally, or, with
+    ``answer``, answer 200 with that content (a model's bad answer). ``times`` limits how
+    many calls the rule hits; after that it stops matching."""
 
     prompt: str | None = None
     request_id: str | None = None
@@ -21,6 +22,7 @@ class FailureRule:
     times: int | None = None
     stall: float | None = None
     message: str | None = None
+    answer: str | None = None
 
     def take(self, prompt: str, request_id: str) -> bool:
         """Whether this call is hit, counting it against ``times``."""
@@ -35,8 +37,8 @@ class FailureRule:
         return True
 
     def error(self) -> ApiError | None:
-        """The error this rule answers with; None for a stall (which answers normally)."""
-        if self.stall is not None:
+        """The error this rule answers with; None for a stall or an answer (200s)."""
+        if self.stall is not None or self.answer is not None:
             return None
         return ApiError(self.status, self.message or f"injected failure ({self.status})")
 
@@ -57,5 +59,7 @@ def parse_failures(value: Any) -> list[FailureRule]:
             raise ApiError(400, f"failure rule {index}: 'times' must be an integer, got {rule.times!r}")
         if rule.stall is not None and (type(rule.stall) not in (int, float) or rule.stall < 0):
             raise ApiError(400, f"failure rule {index}: 'stall' must be seconds >= 0, got {rule.stall!r}")
+        if rule.answer is not None and type(rule.answer) is not str:
+            raise ApiError(400, f"failure rule {index}: 'answer' must be a string, got {rule.answer!r}")
         rules.append(rule)
     return rules

@@ -15,7 +15,7 @@ from vlmsim.chat import (
     TASKS,
     ApiError,
     ChatRequest,
-    answer_for,
+    content_for,
     completion_body,
     parse_chat_request,
     prompt_tokens_for,
@@ -142,7 +142,7 @@ class Simulator:
         arrived = self.clock()
         record = {
             "request_id": request_id, "prompt": None, "width": None, "height": None,
-            "model": None, "max_tokens": None, "temperature": None,
+            "model": None, "max_tokens": None, "temperature": None, "json_schema": None,
             "status": None, "received": time.time(), "started": None, "finished": None,
         }
         self.calls.append(record)
@@ -156,6 +156,7 @@ class Simulator:
         record.update(
             prompt=request.prompt, width=request.width, height=request.height, model=request.model,
             max_tokens=request.max_tokens, temperature=request.temperature,
+            json_schema=request.json_schema,
         )
         rule = next((r for r in self.failures if r.take(request.prompt, request_id)), None)
         try:
@@ -183,11 +184,11 @@ class Simulator:
             try:
                 if rule is not None and (error := rule.error()) is not None:
                     return error.status, error.body()
-                if rule is not None:
+                if rule is not None and rule.stall is not None:
                     await asyncio.sleep(rule.stall)
                 config = self.settings
                 await asyncio.sleep(config.latency + config.latency_per_pixel * request.width * request.height)
-                content = answer_for(request.prompt, request.image, request.width, request.height)
+                content = rule.answer if rule is not None and rule.answer is not None else content_for(request)
                 return 200, self._completion(request, content, max(1, len(content) // 4), "stop")
             finally:
                 record["finished"] = time.time()
@@ -198,7 +199,7 @@ class Simulator:
         if rule is not None and (error := rule.error()) is not None:
             record["started"] = record["finished"] = time.time()
             return error.status, error.body()
-        if rule is not None:
+        if rule is not None and rule.stall is not None:
             await asyncio.sleep(rule.stall)
         drawn = self.lengths.draw(task_of(request.prompt))
         output_tokens = min(drawn, request.max_tokens or drawn)
@@ -208,7 +209,7 @@ class Simulator:
         finally:
             record["started"] = self._wall_time(sequence.scheduled)
             record["finished"] = time.time()
-        content = answer_for(request.prompt, request.image, request.width, request.height)
+        content = rule.answer if rule is not None and rule.answer is not None else content_for(request)
         return 200, self._completion(request, content, output_tokens, "length" if output_tokens < drawn else "stop")
 
     def _wall_time(self, moment: float | None) -> float | None:

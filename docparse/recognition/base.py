@@ -16,6 +16,8 @@ from docparse.types import RecognitionParams, RegionJob, RegionResult
 
 class Recognizer(Protocol):
     name: str
+    #: Whether it reads a page into JSON for a schema (``RecognitionParams.json_schema``).
+    supports_extraction: bool
 
     async def recognize(
         self,

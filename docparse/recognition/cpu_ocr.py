@@ -88,6 +88,7 @@ class CpuOcrRecognizer:
     """Reads the TEXT, TABLE and FORMULA regions of a page from one OCR pass over it."""
 
     name = "cpu:pp-ocrv6"
+    supports_extraction = False  # it reads lines of text; it cannot answer a schema
 
     def __init__(self, engine: Any | None = None) -> None:
         self._engine = engine if engine is not None else load_engine()

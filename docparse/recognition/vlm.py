@@ -20,7 +20,7 @@ from typing import Sequence
 import aiohttp
 import numpy as np
 
-from docparse import tracing
+from docparse import extraction, tracing
 from docparse.errors import InvalidRequestError, RecognitionError, RecognitionUnavailableError, as_error
 from docparse.protocol import json_bytes
 from docparse.recognition.breaker import CircuitBreaker
@@ -161,12 +161,15 @@ class VlmClient:
         temperature: float,
         top_p: float | None = None,
         repetition_penalty: float | None = None,
+        response_format: dict | None = None,
         request_id: str = "",
     ) -> str:
         """The model's answer for one image and prompt. Raises ``RecognitionError`` once
         the retries are spent or when retrying cannot help, ``RecognitionUnavailableError``
         when the VLM cannot be reached or is known to be down (no retries spent then)."""
         body = chat_request(self.settings.model, image_data_uri, prompt, max_tokens, temperature, top_p, repetition_penalty)
+        if response_format is not None:  # vLLM's structured output (guided decoding)
+            body["response_format"] = response_format
         content = json_bytes(body)
         headers = {"X-Request-Id": request_id, "Content-Type": "application/json"}
         attempts = self.settings.max_retries + 1
@@ -286,6 +289,7 @@ class VlmRecognizer:
         self.tasks = tasks
         self.settings = settings
         self.name = f"vlm:{client.model}"
+        self.supports_extraction = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "VlmRecognizer":
@@ -317,7 +321,12 @@ class VlmRecognizer:
         self, page: np.ndarray, job: RegionJob, params: RecognitionParams, timings: dict[str, float]
     ) -> str:
         settings = self.settings
-        prompt = self.tasks.prompt_for(job.task)
+        schema = params.json_schema
+        if schema is None:
+            prompt, answer_format = self.tasks.prompt_for(job.task), None
+        else:  # information extraction: the answer is the model's JSON, as it gave it
+            prompt = extraction.prompt_for(schema, settings.recognition.extract_prompt)
+            answer_format = extraction.response_format(schema)
         smallest, largest = self.pixel_limits(params)
         image, timings["crop_cpu"] = await asyncio.to_thread(self._encode, page, job, smallest, largest)
         tracing.mark("vlm.image_ready", params.log_id)
@@ -328,9 +337,10 @@ class VlmRecognizer:
             temperature=settings.vlm.temperature if params.temperature is None else params.temperature,
             top_p=params.top_p,
             repetition_penalty=params.repetition_penalty,
+            response_format=answer_format,
             request_id=params.log_id,
         )
-        return clean_answer(answer, job.task)
+        return answer.strip() if schema is not None else clean_answer(answer, job.task)
 
     def pixel_limits(self, params: RecognitionParams) -> tuple[int, int]:
         """The crop size limits: the request's, else the settings'; a request whose one

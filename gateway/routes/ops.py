@@ -11,17 +11,41 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from docparse.errors import BackendUnavailableError, describe
+from docparse.recognition.cpu_ocr import CpuOcrRecognizer
 from docparse.responses import Liveness, Readiness
 from gateway import metrics
 from gateway.errors import ModelResponse
 from gateway.resources import Gateway, get_gateway
 
 router = APIRouter(tags=["operations"])
+HEALTH_PEEK_SECONDS = 1.0  # /health's look at the VLM and Triton: liveness must answer fast
 
 
 @router.get("/health", summary="Liveness: the gateway process answers", response_model=Liveness)
-async def health() -> ModelResponse:
-    return ModelResponse(Liveness())
+async def health(gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
+    """Always 200 while the gateway runs; ``vllm`` and ``layout_model`` are a quick look
+    (at most ``HEALTH_PEEK_SECONDS``) for the GLM-OCR server's clients."""
+    settings = gateway.settings
+    timeout = min(settings.gateway.health_check_timeout, HEALTH_PEEK_SECONDS)
+    uses_vlm = settings.recognition.engine == "vlm"
+
+    async def vlm_answers() -> bool | None:
+        if not uses_vlm:
+            return None
+        return await check_part(check_vlm(gateway.http, settings.vlm.health_url, timeout), timeout) == "ok"
+
+    async def layout_ready() -> bool:
+        try:
+            return await asyncio.wait_for(gateway.triton.model_ready("layout_detection", timeout), timeout)
+        except TimeoutError:
+            return False
+
+    vllm, layout = await asyncio.gather(vlm_answers(), layout_ready())
+    return ModelResponse(Liveness(
+        vllm=vllm,
+        layout_model=layout,
+        model=settings.vlm.model if uses_vlm else CpuOcrRecognizer.name,
+    ))
 
 
 @router.get(

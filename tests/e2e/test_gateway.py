@@ -334,7 +334,8 @@ def test_triton_unloads_cleanly_after_concurrent_streams(start_gateway, tiny_lay
 
 
 def test_liveness_and_readiness(http):
-    assert http.get("/health").json() == {"status": "ok"}
+    # The GLM-OCR server's clients read vllm and layout_model beside our status.
+    assert http.get("/health").json() == {"status": "ok", "vllm": True, "layout_model": True, "model": "glm-ocr"}
     ready = http.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["checks"] == {"triton": "ok", "vlm": "ok"}
 

@@ -29,6 +29,7 @@ class EchoRecognizer:
     """Answers each region with its label after a delay chosen per page."""
 
     name = "echo"
+    supports_extraction = False
 
     def __init__(self, delays: dict[int, float]):
         self.delays = delays
