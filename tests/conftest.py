@@ -1,7 +1,8 @@
 """Shared fixtures: a real tritonserver on free ports serving model_repository/ with the
-stand-in layout model, pointed at the VLM stand-in. Started once per session, only when a
-test asks; always stopped. Also ``job_store_url`` (tests/support/postgres.py): a test
-runs on a SQLite job store and on a throwaway PostgreSQL server's."""
+stand-in layout model, pointed at the VLM stand-in, and ``gateway``, a real gunicorn
+gateway in front of them (used by tests/e2e and tests/browser). Started once per session,
+only when a test asks; always stopped. Also ``job_store_url`` (tests/support/postgres.py):
+a test runs on a SQLite job store and on a throwaway PostgreSQL server's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Iterator
 
 import pytest
 
+from scripts.gateway_local import GatewayServer
 from scripts.triton_local import TritonServer
 from tests.support.postgres import job_store_url, postgres_server  # noqa: F401  (fixtures for every test)
 from testkit.tiny_doclayout import build_model_dir
@@ -63,3 +65,30 @@ def triton(tiny_layout_dir: Path, vlm_server: SimulatorProcess, tmp_path_factory
     finally:
         server.stop()
         print(f"\n--- tritonserver log tail ({log_path}) ---\n{server.log_tail(40)}")
+
+
+def gateway_env(triton: TritonServer, vlm: SimulatorProcess, **settings: object) -> dict[str, str]:
+    """The settings of a test gateway in front of ``triton``; ``settings`` add to them
+    (``name=value`` for HPS_NAME, or an upper-case variable's own name)."""
+    env = {
+        "HPS_TRITON_URL": triton.grpc_url,
+        "HPS_VLM_URL": vlm.url,
+        "HPS_HEALTH_CHECK_TIMEOUT": "2",
+        "HPS_INFERENCE_TIMEOUT": "120",
+        "HPS_GRACEFUL_TIMEOUT": "20",
+        "HPS_LOG_LEVEL": "INFO",
+    }
+    for name, value in settings.items():
+        key = name if name.isupper() else f"HPS_{name.upper()}"
+        env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def gateway(triton: TritonServer, vlm_server: SimulatorProcess, tmp_path_factory) -> Iterator[GatewayServer]:
+    """The shared gateway: gunicorn with 2 uvicorn workers, 2 parsing slots each."""
+    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    server = GatewayServer(env=gateway_env(triton, vlm_server, max_concurrent_requests=2), workers=2, log_path=log_path)
+    with server:
+        yield server
+    print(f"\n--- gateway log tail ---\n{server.log_tail(30)}")

@@ -1,7 +1,8 @@
 """Gateways under real gunicorn (2 uvicorn workers) in front of the session's tritonserver.
 
-``gateway`` is the shared one; ``start_gateway(**settings)`` starts one with other
-settings for a test (bounded waits, short deadlines, URL inputs) and stops it after.
+``gateway`` (tests/conftest.py) is the shared one; ``start_gateway(**settings)`` starts
+one with other settings for a test (bounded waits, short deadlines, URL inputs) and stops
+it after.
 """
 
 from __future__ import annotations
@@ -13,33 +14,10 @@ import pytest
 
 from scripts.gateway_local import GatewayServer
 from scripts.triton_local import TritonServer
+from tests.conftest import gateway_env  # noqa: F401  (imported from here by the e2e tests)
 from vlmsim import SimulatorProcess
 
 GatewayFactory = Callable[..., GatewayServer]
-
-
-def gateway_env(triton: TritonServer, vlm: SimulatorProcess, **settings: object) -> dict[str, str]:
-    env = {
-        "HPS_TRITON_URL": triton.grpc_url,
-        "HPS_VLM_URL": vlm.url,
-        "HPS_HEALTH_CHECK_TIMEOUT": "2",
-        "HPS_INFERENCE_TIMEOUT": "120",
-        "HPS_GRACEFUL_TIMEOUT": "20",
-        "HPS_LOG_LEVEL": "INFO",
-    }
-    for name, value in settings.items():
-        key = name if name.isupper() else f"HPS_{name.upper()}"
-        env[key] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
-
-
-@pytest.fixture(scope="session")
-def gateway(triton: TritonServer, vlm_server: SimulatorProcess, tmp_path_factory) -> Iterator[GatewayServer]:
-    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    server = GatewayServer(env=gateway_env(triton, vlm_server, max_concurrent_requests=2), workers=2, log_path=log_path)
-    with server:
-        yield server
-    print(f"\n--- gateway log tail ---\n{server.log_tail(30)}")
 
 
 @pytest.fixture()
