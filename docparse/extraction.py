@@ -19,10 +19,7 @@ from jsonschema.validators import validator_for
 from docparse.errors import InvalidRequestError, clip
 
 DEFAULT_PROMPT = "请按下列JSON格式输出图中信息:"
-# Keywords that make a JSON object a schema rather than a template of the answer.
-_SCHEMA_KEYWORDS = frozenset({
-    "$schema", "$ref", "$defs", "type", "properties", "items", "anyOf", "oneOf", "allOf", "enum", "const",
-})
+JSON_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 _FENCE = re.compile(r"^```[\w+-]*[ \t]*\n?(.*?)\n?```$", re.DOTALL)
 MAX_ERRORS_NAMED = 3
 
@@ -36,8 +33,16 @@ class InvalidAnswerError(InvalidRequestError):
 
 
 def is_schema(value: Mapping[str, Any]) -> bool:
-    """Whether a JSON object is a JSON Schema (else it is a template of the answer)."""
-    return bool(_SCHEMA_KEYWORDS & set(value))
+    """Whether a JSON object is a JSON Schema, else a template of the answer: a schema
+    names ``$schema``, has ``properties`` or a ``type`` that is a JSON type (a template
+    may well have a field called ``type`` or ``items``, but its values are examples)."""
+    kind = value.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    return (
+        "$schema" in value
+        or isinstance(value.get("properties"), dict)
+        or (bool(kinds) and all(isinstance(k, str) and k in JSON_TYPES for k in kinds))
+    )
 
 
 def schema_of_template(value: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from docparse.cli import sse_events
 from docparse.client import request_for
 from scripts.processes import free_port, http_ok
 from tests.support.processes import children, leftovers, stubs_of, wait_for, watchdogs_of
-from testkit.documents import ENGLISH_TEXT, sample_pdf
+from testkit.documents import ENGLISH_TEXT, sample_image, sample_pdf
 
 pytestmark = pytest.mark.triton
 
@@ -69,6 +69,27 @@ def kill_tritonserver_mid_document(url: str, launcher: int, log: Path) -> None:
     output = log.read_text(errors="replace")
     assert "warning: tritonserver exited with signal SIGKILL" in output
     assert "tritonserver is back (restart 1)" in output
+
+
+def glm_ocr_api_reads_with_the_cpu_engines(url: str) -> None:
+    """The GLM-OCR server's routes on ``make run``: real text read by the CPU engines;
+    extraction, which needs a VLM, says so."""
+    words = {w.strip(",.:").lower() for w in ENGLISH_TEXT.split() if len(w.strip(",.:")) > 5}
+    image = ("page.png", sample_image(), "image/png")
+    with httpx.Client(base_url=url, timeout=300) as client:
+        recognized = client.post("/api/ocr/recognize", files={"image": image}, data={"task": "text"})
+        assert recognized.status_code == 200, recognized.text
+        assert len(words & set(recognized.json()["text"].lower().replace(",", " ").split())) >= len(words) // 2
+        document = client.post("/api/ocr/document", files={"file": ("doc.pdf", sample_pdf(pages=1), "application/pdf")})
+        assert document.status_code == 200, document.text
+        (page,) = document.json()["pages"]
+        assert page["regions"] and len(words & set(page["text"].lower().replace(",", " ").split())) >= len(words) // 2
+        batch = client.post("/api/ocr/batch", files=[("images", image), ("images", ("x.png", b"junk", "image/png"))])
+        assert [("text" in r, r.get("errorCode")) for r in batch.json()["results"]] == [(True, None), (False, 422)]
+        extracted = client.post("/api/ocr/extract", files={"image": image}, data={"schema": '{"title": ""}'})
+        assert extracted.status_code == 501 and "needs a VLM" in extracted.json()["error"], extracted.text
+        info = client.get("/api/info").json()
+        assert info["recognizer"].startswith("cpu:") and not any("Extraction" in f for f in info["features"])
 
 
 def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
@@ -135,6 +156,7 @@ def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
         )
         assert health.returncode == 0, health.stdout + health.stderr
         assert json.loads(health.stdout)["status"] == "ready"
+        glm_ocr_api_reads_with_the_cpu_engines(url)
 
         os.killpg(process.pid, signal.SIGINT)
         try:

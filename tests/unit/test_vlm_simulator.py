@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import itertools
+import json
 import re
 import statistics
 import time
@@ -14,6 +15,7 @@ from dataclasses import replace
 from typing import Iterator
 
 import httpx
+import jsonschema
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
@@ -170,6 +172,45 @@ def test_a_stall_rule_delays_then_answers(sim):
     wait_until(lambda: sim.stats()["running"] == 0)
     # The abandoned call is aborted, as vLLM aborts a request whose client went away.
     assert [c["status"] for c in sim.calls()] == [200, 499]
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"}, "total": {"type": "number", "minimum": 1}, "kind": {"enum": ["a", "b"]},
+        "lines": {"type": "array", "items": {"type": "object", "properties": {"qty": {"type": "integer"}}}, "minItems": 2},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA}}},
+        {"structured_outputs": {"json": SCHEMA}},
+        {"guided_json": json.dumps(SCHEMA)},
+    ],
+)
+def test_structured_output_answers_json_that_fits_the_schema(sim, extra):
+    image = jpeg()
+    response = post(sim, chat("请按下列JSON格式输出图中信息:\n{}", image, **extra))
+    assert response.status_code == 200, response.text
+    data = json.loads(response.json()["choices"][0]["message"]["content"])
+    jsonschema.validate(data, SCHEMA)
+    assert data["name"] == f"text 56x28 #{hashlib.sha256(image).hexdigest()[:8]}" and len(data["lines"]) == 2
+    assert sim.calls()[-1]["json_schema"] == SCHEMA
+
+
+def test_a_bad_response_format_is_400(sim):
+    response = post(sim, chat(response_format={"type": "xml"}))
+    assert response.status_code == 400 and "response_format.type" in response.json()["error"]["message"]
+
+
+def test_an_answer_rule_gives_that_content_with_200(sim):
+    sim.configure(failures=[{"answer": "not json at all", "times": 1}])
+    first = post(sim, chat(response_format={"type": "json_object"}))
+    assert first.status_code == 200 and first.json()["choices"][0]["message"]["content"] == "not json at all"
+    assert json.loads(post(sim, chat(response_format={"type": "json_object"})).json()["choices"][0]["message"]["content"]) == {}
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:
