@@ -114,6 +114,16 @@ def test_health_stays_open_and_metrics_and_docs_need_a_key(keyed):
     assert "security" not in schema["paths"]["/health"]["get"]
 
 
+def test_the_glm_ocr_api_needs_a_key_and_its_errors_keep_its_shape_while_the_web_page_is_open(keyed, vlm):
+    image = {"image": ("page.png", sample_image(), "image/png")}
+    refused = httpx.post(f"{keyed.url}/api/ocr/recognize", files=image, timeout=30)
+    assert refused.status_code == 401 and "X-API-Key" in refused.json()["error"]
+    read = httpx.post(f"{keyed.url}/api/ocr/recognize", files=image, headers={"X-API-Key": ALICE}, timeout=120)
+    assert read.status_code == 200 and read.json()["text"].startswith("text ")
+    assert httpx.get(f"{keyed.url}/api/info", timeout=30).status_code == 401
+    assert httpx.get(f"{keyed.url}/", timeout=30).status_code == 200  # the page asks for a key itself
+
+
 def test_the_open_paths_are_configurable(start_gateway):
     server = start_gateway(api_keys=f"alice:{hash_key(ALICE)}", auth_open_paths="/health,/metrics,/docs,/openapi.json")
     for path in ("/health", "/metrics", "/docs", "/openapi.json"):
