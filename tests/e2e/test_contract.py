@@ -143,3 +143,40 @@ def test_every_jobs_answer_matches_the_published_schema(http, openapi, vlm):
     missing = http.get("/jobs/nothing-here")
     assert missing.status_code == 404
     assert_valid(validator(openapi, "/jobs/{job_id}", "get", 404, "application/json"), missing.json())
+
+
+# --- the GLM-OCR server's API -------------------------------------------------------------
+
+
+def ocr_image() -> dict:
+    return {"image": ("page.png", sample_image(), "image/png")}
+
+
+@pytest.mark.parametrize(
+    ("path", "files", "data"),
+    [
+        ("/api/ocr/recognize", ocr_image(), {"task": "table"}),
+        ("/api/ocr/extract", ocr_image(), {"schema": '{"name": "", "lines": [{"qty": 0}]}'}),
+        ("/api/ocr/batch", [("images", ("a.png", sample_image(), "image/png")), ("images", ("b.png", b"x", "image/png"))], {}),
+        ("/api/ocr/document", {"file": ("d.pdf", sample_pdf(pages=2), "application/pdf")}, {"pages": "all"}),
+    ],
+)
+def test_glm_ocr_answers_match_the_published_schema(http, openapi, vlm, path, files, data):
+    response = http.post(path, files=files, data=data)
+    assert response.status_code == 200, response.text
+    assert_valid(validator(openapi, path, "post", 200, "application/json"), response.json())
+
+
+def test_glm_ocr_stream_events_and_errors_match_the_published_schema(http, openapi, vlm):
+    path = "/api/ocr/document/stream"
+    checker = validator(openapi, path, "post", 200, "text/event-stream")
+    with http.stream("POST", path, files={"file": ("d.pdf", sample_pdf(pages=2), "application/pdf")}) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert [e["type"] for e in events] == ["start", "page", "page", "complete"]
+    for event in events:
+        assert_valid(checker, event)
+    refused = http.post(path, files={"file": ("d.pdf", corrupt_pdf(), "application/pdf")})
+    assert refused.status_code == 422
+    assert_valid(validator(openapi, path, "post", 422, "application/json"), refused.json())
+    info = http.get("/api/info")
+    assert_valid(validator(openapi, "/api/info", "get", 200, "application/json"), info.json())
