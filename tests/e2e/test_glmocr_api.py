@@ -213,3 +213,13 @@ def test_all_apis_together_stay_within_the_one_vlm_bound(http, vlm):
     calls = [c for c in vlm.calls() if c["started"]]
     peak = max(sum(1 for c in calls if c["started"] <= t < c["finished"]) for t in (c["started"] for c in calls))
     assert VLM_CONCURRENCY // 2 < peak <= VLM_CONCURRENCY
+
+
+def test_layout_parsing_extracts_too_with_json_schema_on_whole_pages(http, vlm):
+    body = body_for(sample_pdf(2), useLayoutDetection=False, jsonSchema=INVOICE_SCHEMA)
+    pages = http.post("/layout-parsing", json=body).json()["result"]["layoutParsingResults"]
+    for page in pages:
+        (block,) = page["prunedResult"]["parsing_res_list"]
+        jsonschema.validate(json.loads(block["block_content"]), INVOICE_SCHEMA)
+    refused = http.post("/layout-parsing", json=body_for(sample_pdf(1), jsonSchema=INVOICE_SCHEMA))
+    assert refused.status_code == 422 and "set useLayoutDetection to false" in refused.json()["errorMsg"]
