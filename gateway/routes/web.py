@@ -11,6 +11,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_PREFIX = "/static"
@@ -25,9 +27,20 @@ async def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+class RevalidatedFiles(StaticFiles):
+    """Files that the browser checks again (a 304 by ETag when unchanged) each time the
+    page loads: their paths stay the same across versions of the gateway, so a cached
+    copy must never outlive an upgrade."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.setdefault("Cache-Control", "no-cache")
+        return response
+
+
 def static_files() -> StaticFiles:
     """The page's scripts, styles and vendored libraries."""
-    return StaticFiles(directory=STATIC_DIR)
+    return RevalidatedFiles(directory=STATIC_DIR)
 
 
 def is_public(path: str) -> bool:
