@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 import numpy as np
@@ -31,6 +31,7 @@ from docparse.assemble import (
 )
 from docparse.errors import DocParseError, NotSupportedError, as_error
 from docparse.outcome import DocumentOutcome
+from docparse.page_retries import bad_regions, give_up, retry_temperature
 from docparse.protocol import LayoutOptions, LayoutParsingRequest
 from docparse.recognition.base import Recognizer
 from docparse.responses import DataInfo, FinalEvent, ModelSettings, PageEvent, PageResult, PageSize, Timings
@@ -100,6 +101,8 @@ class DocumentPipeline:
     # ``max_pages_in_flight`` pages holds gigabytes, and growing shared memory costs
     # more CPU than the work itself.
     max_pages_in_process: int = 64
+    max_page_retries: int = 1  # HPS_MAX_PAGE_RETRIES: a request's maxPageRetries wins
+    default_temperature: float = 0.0  # HPS_VLM_TEMPERATURE: where page retries warm up from
 
     def __post_init__(self) -> None:
         self._page_budget = asyncio.Semaphore(self.max_pages_in_process)
@@ -209,6 +212,27 @@ class DocumentPipeline:
             return page.index, failed, failure, []
         return page.index, result, None, [r.failure for r in results if r.failure is not None]
 
+    async def _recognize(
+        self, request: LayoutParsingRequest, page: Page, jobs: list[RegionJob], log_id: str
+    ) -> list[RegionResult]:
+        """Every region read; the bad ones (``docparse.page_retries``) read again up to
+        the request's page retries, a little warmer each time, then marked failed."""
+        params = request.recognition_params(log_id)
+        results = await self.recognizer.recognize(page.image, jobs, params)
+        retries = self.max_page_retries if request.maxPageRetries is None else request.maxPageRetries
+        base = self.default_temperature if params.temperature is None else params.temperature
+        for attempt in range(1, retries + 1):
+            if not (bad := bad_regions(jobs, results)):
+                return results
+            log.warning("logId=%s page=%d retry %d of %d for %d region(s): %s", log_id, page.index + 1,
+                        attempt, retries, len(bad), next(iter(bad.values())))
+            warmer = replace(params, temperature=retry_temperature(base, attempt))
+            again = await self.recognizer.recognize(page.image, [jobs[i] for i in bad], warmer)
+            for i, result in zip(bad, again):
+                results[i] = result
+        give_up(results, bad_regions(jobs, results))
+        return results
+
     def model_settings(self, request: LayoutParsingRequest) -> ModelSettings:
         """What the page result says about how it was made."""
         return ModelSettings(
@@ -230,7 +254,7 @@ class DocumentPipeline:
         t1 = time.perf_counter()
         order = reading_order(boxes)
         jobs = [RegionJob(boxes[i], self.tasks.task_for(boxes[i].label)) for i in order]
-        results = await self.recognizer.recognize(page.image, jobs, request.recognition_params(log_id))
+        results = await self._recognize(request, page, jobs, log_id)
         t2 = time.perf_counter()
         tracing.mark("page.recognized", log_id)
         blocks = [

@@ -27,6 +27,7 @@ from docparse.types import LayoutParams, RecognitionParams
 M = TypeVar("M", bound=BaseModel)
 
 MAX_LOG_ID = 128  # characters of a logId
+MAX_PAGE_RETRIES = 5  # more would only multiply the VLM work of a hopeless page
 # Characters of a page selection: every page of the longest document listed one by one
 # fits; parsing a megabyte of "1,1,1…" would take seconds.
 MAX_PAGES_SPEC = 10_000
@@ -152,6 +153,11 @@ class LayoutParsingRequest(LayoutOptions):
     maxPixels: int | None = Field(None, ge=784, description="Largest crop sent to the VLM.")
     visualize: bool | None = Field(
         None, description="Return the page with its layout boxes drawn in outputImages."
+    )
+    maxPageRetries: int | None = Field(
+        None, ge=0, le=MAX_PAGE_RETRIES,
+        description="Times a page's bad regions (failed, degenerate, or all empty) are read again, "
+        "a little warmer each time; default HPS_MAX_PAGE_RETRIES.",
     )
     logId: str | None = Field(
         None, max_length=MAX_LOG_ID, description="Request id echoed in the response and logs."

@@ -114,6 +114,12 @@ class OrchestratorSettings(_Group):
         description="Pages being worked on at once over all documents of one orchestrator; "
         "each holds its rendered image (6 MB for A4 at 144 dpi) in Triton's shared memory.",
     )
+    max_page_retries: int = Field(
+        1, ge=0, le=5,
+        validation_alias=_env("HPS_MAX_PAGE_RETRIES", "max_page_retries"),
+        description="Times a page's bad regions (failed after the VLM call's retries, degenerate, or all "
+        "read empty) are read again, a little warmer each time (a request's maxPageRetries wins).",
+    )
 
 
 class LayoutSettings(_Group):

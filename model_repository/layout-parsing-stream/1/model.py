@@ -119,6 +119,8 @@ class TritonPythonModel:
             layout_model=self.settings.layout.model_name,
             max_pages_in_flight=self.settings.orchestrator.max_pages_in_flight,
             max_pages_in_process=self.settings.orchestrator.max_pages_in_process,
+            max_page_retries=self.settings.orchestrator.max_page_retries,
+            default_temperature=self.settings.vlm.temperature,
         )
         self.documents = asyncio.Semaphore(self.settings.orchestrator.max_documents_in_flight)
         self.background = BackgroundLoop()
