@@ -154,7 +154,8 @@ def test_compose_validation_catches_a_wrong_field(tmp_path):
 
 
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
-SHELL_SCRIPTS = [ROOT / "prepare.sh", ENTRYPOINT, ROOT / "scripts" / "tritonserver-local", ROOT / ".ci" / "run"]
+SHELL_SCRIPTS = [ROOT / "prepare.sh", ENTRYPOINT, ROOT / "scripts" / "tritonserver-local", ROOT / ".ci" / "run",
+                 ROOT / "scripts" / "vendor_web.sh"]
 
 
 def test_dockerfiles_lint_clean():
