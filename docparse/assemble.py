@@ -220,7 +220,8 @@ def region_counts(blocks: Sequence[Block]) -> RegionCounts:
 
 
 def failed_page_result(index: int, width: int, height: int, model_settings: ModelSettings, message: str) -> PageResult:
-    """A page that could not be parsed: kept in its place, with its error."""
+    """A page that could not be parsed: kept in its place, with its error (and a comment
+    marking it in the Markdown, as a region that failed gets one)."""
     return PageResult(
         prunedResult=PrunedResult(
             page_index=index,
@@ -231,6 +232,9 @@ def failed_page_result(index: int, width: int, height: int, model_settings: Mode
             layout_det_res=LayoutDetResult(boxes=[]),
             error=message,
         ),
-        markdown=MarkdownResult(text="", images={}, isStart=True, isEnd=True),
+        markdown=MarkdownResult(
+            text=f"<!-- page {index + 1} could not be parsed: {_comment_safe(message)} -->",
+            images={}, isStart=True, isEnd=True,
+        ),
         regions=RegionCounts(recognized=0, failed=0),
     )

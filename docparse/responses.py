@@ -161,6 +161,9 @@ class LayoutParsingResult(_Model):
     layoutParsingResults: list[PageResult] = Field(description="One item per parsed page, in order.")
     dataInfo: DataInfo
     summary: DocumentSummary
+    mergedMarkdown: str | None = _omitted_when_unset(
+        "With restructurePages: the whole document's Markdown, merged across pages (README, Merge rules)."
+    )
 
 
 class RenderedPageInfo(_Model):
@@ -228,6 +231,9 @@ class FinalEvent(_Model):
     dataInfo: DataInfo
     summary: DocumentSummary
     timings: Timings
+    mergedMarkdown: str | None = _omitted_when_unset(
+        "With restructurePages: the whole document's Markdown, merged across pages (the page events stay as they were)."
+    )
 
 
 StreamEvent = Annotated[Union[PageEvent, FinalEvent], Field(discriminator="type")]
@@ -250,7 +256,8 @@ def collect_events(log_id: str, events: list[PageEvent | FinalEvent]) -> LayoutP
     if final is None:
         raise InternalError("the stream ended without its final event")
     result = LayoutParsingResult(
-        layoutParsingResults=[e.result for e in pages], dataInfo=final.dataInfo, summary=final.summary
+        layoutParsingResults=[e.result for e in pages], dataInfo=final.dataInfo, summary=final.summary,
+        mergedMarkdown=final.mergedMarkdown,
     )
     return LayoutParsingResponse(logId=log_id, result=result)
 

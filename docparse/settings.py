@@ -264,6 +264,12 @@ class GatewaySettings(_Group):
     max_batch_images: int = Field(
         64, ge=1, description="Most images in one /api/ocr/batch request; more is refused with 413."
     )
+    skip_cross_page_merge: bool = Field(
+        False,
+        validation_alias=_env("HPS_SKIP_CROSS_PAGE_MERGE", "skip_cross_page_merge"),
+        description="/convert/*: join pages as they are instead of merging across pages "
+        "(a request's skip_cross_page_merge wins).",
+    )
     allow_url_input: bool = Field(False, description="Accept http(s) URLs in 'file'; the gateway fetches them.")
     url_allow_private: bool = Field(
         False,
@@ -387,7 +393,7 @@ class AuthSettings(_Group):
         for path in paths:
             if not path.startswith("/"):
                 raise ValueError(f"{path!r} is not a path (it must start with /)")
-            if path.startswith(("/layout-parsing", "/api/ocr/")):
+            if path.startswith(("/layout-parsing", "/api/ocr/", "/convert/")):
                 raise ValueError(f"{path!r}: the parsing routes always need a key when keys are on")
         return paths
 

@@ -21,6 +21,7 @@ access_log = logging.getLogger("docparse.gateway.access")
 PARSING_ROUTES = (
     "/layout-parsing", "/layout-parsing/stream",
     "/api/ocr/recognize", "/api/ocr/extract", "/api/ocr/batch", "/api/ocr/document", "/api/ocr/document/stream",
+    "/convert/file", "/convert/url",
 )
 QUIET_ROUTES = ("/health", "/health/ready", "/metrics")
 JOBS_ROUTE = "/jobs"  # POST submits a job; a job's own paths are counted as "other"

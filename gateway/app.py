@@ -17,6 +17,7 @@ from docparse import __version__, tracing
 from docparse.glmocr import CompleteEvent, ErrorStreamEvent, PageStreamEvent, StartEvent
 from docparse.jobs.model import JobInfo, JobRequest
 from docparse.logs import configure_logging
+from docparse.ocrflux import ConvertUrlRequest
 from docparse.protocol import LayoutParsingRequest
 from docparse.responses import ErrorEnvelope, FinalEvent, PageEvent
 from docparse.settings import Settings
@@ -27,7 +28,7 @@ from gateway.errors import register_error_handlers
 from gateway.keys import load_keyring
 from gateway.openapi import customise_openapi
 from gateway.resources import Gateway
-from gateway.routes import glmocr, hps, jobs, ops, web
+from gateway.routes import convert, glmocr, hps, jobs, ops, web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,12 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hps.router)
     app.include_router(jobs.router)
     app.include_router(glmocr.router)
+    app.include_router(convert.router)
     app.include_router(ops.router)
     app.include_router(web.router)
     app.mount(web.STATIC_PREFIX, web.static_files(), name="static")
     customise_openapi(
         app,
-        [LayoutParsingRequest, JobRequest],
+        [LayoutParsingRequest, JobRequest, ConvertUrlRequest],
         event_data={
             "StreamEventData": [PageEvent, FinalEvent, ErrorEnvelope],
             "JobEventData": [JobInfo, PageEvent, FinalEvent, ErrorEnvelope],

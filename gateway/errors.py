@@ -17,11 +17,13 @@ from starlette.responses import Response
 
 from docparse.errors import DocParseError, InvalidRequestError, as_error, error_for_status
 from docparse.glmocr import OcrErrorBody
+from docparse.ocrflux import ConvertErrorBody
 from docparse.protocol import describe_problems, json_bytes, new_log_id
 from docparse.responses import ErrorEnvelope
 
 log = logging.getLogger("docparse.gateway")
 OCR_API_PREFIX = "/api/ocr/"  # the GLM-OCR server's routes (gateway/routes/glmocr.py)
+CONVERT_API_PREFIX = "/convert/"  # OCRFlux's routes (gateway/routes/convert.py)
 
 
 class ModelResponse(Response):
@@ -43,13 +45,14 @@ def request_log_id(request: Request) -> str:
 
 def error_answer(log_id: str, error: DocParseError, path: str = "") -> ModelResponse:
     """The error's envelope; on the GLM-OCR API's paths also its ``error`` (and an
-    extraction's ``raw`` answer), as that server's clients read them."""
+    extraction's ``raw`` answer), on OCRFlux's its ``status`` and ``error``, as those
+    servers' clients read them."""
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     envelope: ErrorEnvelope = ErrorEnvelope(logId=log_id, errorCode=error.status, errorMsg=error.message)
     if path.startswith(OCR_API_PREFIX):
-        envelope = OcrErrorBody(
-            **envelope.model_dump(), error=error.message, raw=getattr(error, "raw", None)
-        )
+        envelope = OcrErrorBody(**envelope.model_dump(), error=error.message, raw=getattr(error, "raw", None))
+    elif path.startswith(CONVERT_API_PREFIX):
+        envelope = ConvertErrorBody(**envelope.model_dump(), error=error.message)
     return ModelResponse(envelope, status_code=error.status, headers=headers)
 
 
