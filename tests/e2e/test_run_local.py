@@ -20,6 +20,7 @@ import pytest
 from docparse.cli import sse_events
 from docparse.client import request_for
 from scripts.processes import free_port, http_ok
+from tests.support.browser import CHROMEDRIVER, CHROMIUM, running_chromium, save_screenshot
 from tests.support.processes import children, leftovers, stubs_of, wait_for, watchdogs_of
 from testkit.documents import ENGLISH_TEXT, sample_image, sample_pdf
 
@@ -92,6 +93,24 @@ def glm_ocr_api_reads_with_the_cpu_engines(url: str) -> None:
         assert info["recognizer"].startswith("cpu:") and not any("Extraction" in f for f in info["features"])
 
 
+def web_page_shows_what_the_cpu_engines_read(url: str, document: Path, tmp_path: Path) -> None:
+    """The web page on ``make run`` in a real browser: the PDF's real text, read by the CPU
+    engines, shown on each page (and a screenshot of it, test-artifacts/screenshots/). Without
+    the browser this part is left out here (tests/browser says how to install it)."""
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()) and not os.environ.get("CI"):
+        return
+    from tests.browser.web_page import WebPage
+
+    words = {w.strip(",.:").lower() for w in ENGLISH_TEXT.split() if len(w.strip(",.:")) > 5}
+    with running_chromium(tmp_path) as driver:
+        page = WebPage(driver, url).open()
+        assert page.parse(document, dpi="110").startswith("Done: 2 of 2")
+        save_screenshot(driver, REPO_ROOT / "test-artifacts" / "screenshots" / "make_run_cpu_engines.png")
+        for drawn in page.all(".page-markdown"):
+            seen = " ".join(page.visible_text_lines(drawn)).lower().replace(",", " ").split()
+            assert len(words & set(seen)) >= len(words) // 2, seen
+
+
 def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -157,6 +176,7 @@ def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
         assert health.returncode == 0, health.stdout + health.stderr
         assert json.loads(health.stdout)["status"] == "ready"
         glm_ocr_api_reads_with_the_cpu_engines(url)
+        web_page_shows_what_the_cpu_engines_read(url, document, tmp_path)
 
         os.killpg(process.pid, signal.SIGINT)
         try:
