@@ -32,6 +32,10 @@ def figure_renames(states: Sequence[PageState]) -> list[dict[str, str]]:
 
 
 def _failed_note(page: PageResult) -> str:
+    """A failed page's place in the document: its own Markdown (the pipeline writes this
+    comment there), or the same comment for a page that came without one."""
+    if page.markdown.text:
+        return page.markdown.text
     message = (page.prunedResult.error or "").replace("--", "- -").replace("\n", " ")
     return f"<!-- page {page.prunedResult.page_index + 1} could not be parsed: {message} -->"
 

@@ -44,6 +44,9 @@ def test_a_failed_page_keeps_its_place_as_it_came_and_as_a_comment_in_the_docume
     assert restructure_pages(pages, OPTIONS, IGNORED, prettify=True)[2] == pages[2]
     document_text = merged_markdown(pages, OPTIONS, IGNORED, prettify=True).text
     assert "\n\n<!-- page 3 could not be parsed: layout detection failed -->\n\n" in document_text
+    silent = pages[2].model_copy(update={"markdown": pages[2].markdown.model_copy(update={"text": ""})})
+    assert merged_markdown([silent], OPTIONS, IGNORED, prettify=True).text == \
+        "<!-- page 3 could not be parsed: layout detection failed -->"
     assert "<!-- region 3 (text) was not recognised: VLM returned 500 -->" in document_text
 
 
