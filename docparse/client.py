@@ -37,7 +37,8 @@ from docparse.responses import FinalEvent, LayoutParsingResponse, PageEvent, Str
 STREAM_MODEL = "layout-parsing-stream"
 UNARY_MODEL = "layout-parsing"
 # Everything readiness checks: the models a request goes through.
-MODELS = (STREAM_MODEL, UNARY_MODEL, "pdf_render", "layout_detection")
+RESTRUCTURE_MODEL = "restructure-pages"
+MODELS = (STREAM_MODEL, UNARY_MODEL, "pdf_render", "layout_detection", RESTRUCTURE_MODEL)
 
 
 def error_from_triton(exc: Any) -> DocParseError:
@@ -209,6 +210,23 @@ class AsyncTritonClient:
             if not ended:
                 responses.cancel()
         yield final
+
+    async def restructure(self, request: dict, log_id: str, timeout: float) -> dict:
+        """The ``restructure-pages`` model's answer (its envelope, checked: an error in it
+        is raised as the error of that status)."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            result = await self.client.infer(
+                RESTRUCTURE_MODEL, [input_tensor(request, [1, 1])], request_id=log_id, client_timeout=timeout
+            )
+        except InferenceServerException as exc:
+            raise self._unavailable(exc) from None
+        envelope = json.loads(output_bytes(result) or b"null")
+        if not isinstance(envelope, dict):
+            raise InternalError("the restructure-pages model answered no envelope")
+        raise_if_error(envelope)
+        return envelope
 
     async def model_ready(self, model: str, timeout: float) -> bool:
         """Whether Triton answers that ``model`` is ready (False when it cannot say)."""

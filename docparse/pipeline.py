@@ -30,6 +30,7 @@ from docparse.assemble import (
     reading_order,
 )
 from docparse.errors import DocParseError, NotSupportedError, as_error
+from docparse.merge import Restructuring
 from docparse.outcome import DocumentOutcome
 from docparse.page_retries import bad_regions, give_up, retry_temperature
 from docparse.protocol import LayoutOptions, LayoutParsingRequest
@@ -87,6 +88,7 @@ class _Document:
     sizes: list[PageSize] = field(default_factory=list)
     started: "asyncio.Queue[asyncio.Task | None]" = field(default_factory=asyncio.Queue)
     budget_held: int = 0  # pages counted in the process-wide budget
+    kept: list[PageResult] | None = None  # the pages, kept when the request restructures them
 
 
 @dataclass
@@ -128,6 +130,8 @@ class DocumentPipeline:
             )
         await self.recognizer.ensure_available()
         document = _Document(request, log_id, is_cancelled, asyncio.Semaphore(self.max_pages_in_flight))
+        restructuring = Restructuring.of(request)
+        document.kept = [] if restructuring is not None else None
         producer = asyncio.create_task(self._produce(document, pages))
         try:
             await self._deliver(document, emit)
@@ -141,7 +145,12 @@ class DocumentPipeline:
         info = document.info or DocumentInfo("unknown", 0, 0)
         data_info = DataInfo(type=info.kind, numPages=info.page_count, pages=document.sizes)
         summary = document.outcome.summary
-        final = FinalEvent(logId=log_id, dataInfo=data_info, summary=summary, timings=document.timings.rounded())
+        merged = None
+        if restructuring is not None and document.kept is not None:  # off the loop: a long document takes a while
+            merged = (await asyncio.to_thread(restructuring.markdown, document.kept)).text
+        final = FinalEvent(
+            logId=log_id, dataInfo=data_info, summary=summary, timings=document.timings.rounded(), mergedMarkdown=merged
+        )
         await emit(final)
         return final
 
@@ -172,6 +181,8 @@ class DocumentPipeline:
         while (task := await document.started.get()) is not None:
             page_index, result, failure, region_failures = await task
             document.outcome.add_page(result, failure, region_failures)
+            if document.kept is not None:
+                document.kept.append(result)
             document.slots.release()
             self._page_budget.release()
             document.budget_held -= 1

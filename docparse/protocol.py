@@ -163,6 +163,14 @@ class LayoutParsingRequest(LayoutOptions):
         None, max_length=MAX_LOG_ID, description="Request id echoed in the response and logs."
     )
 
+    restructurePages: bool | None = Field(
+        None,
+        description="Read the document as one flow across page breaks (README, Merge rules): the unary "
+        "answer's pages restructured and result.mergedMarkdown; a stream's final event carries mergedMarkdown.",
+    )
+    mergeTables: bool | None = Field(None, description="With restructurePages: join tables continued on the next page (default true).")
+    relevelTitles: bool | None = Field(None, description="With restructurePages: title levels over the whole document (default true).")
+
     # Accepted for compatibility with PaddleOCR-VL clients; they do not change the result.
     useDocOrientationClassify: bool | None = Field(None, description="Ignored.")
     useDocUnwarping: bool | None = Field(None, description="Ignored.")
@@ -174,9 +182,6 @@ class LayoutParsingRequest(LayoutOptions):
     mergeLayoutBlocks: bool | None = Field(None, description="Ignored.")
     vlmExtraArgs: dict[str, Any] | None = Field(None, description="Ignored.")
     showFormulaNumber: bool | None = Field(None, description="Ignored.")
-    restructurePages: bool | None = Field(None, description="Ignored.")
-    mergeTables: bool | None = Field(None, description="Ignored.")
-    relevelTitles: bool | None = Field(None, description="Ignored.")
     outputFormats: list[str] | None = Field(None, description="Ignored.")
 
     def file_bytes(self) -> bytes:
@@ -254,9 +259,9 @@ def describe_problems(errors: Sequence[Mapping[str, Any]]) -> str:
 
 
 def check_json_limits(raw: bytes | str, error: type[DocParseError] = InvalidRequestError,
-                      what: str = "the request") -> None:
+                      what: str = "the request", max_entries: int = MAX_JSON_ENTRIES) -> None:
     """Refuse JSON text nested deeper than ``MAX_JSON_DEPTH`` or holding more than
-    ``MAX_JSON_ENTRIES`` entries, before it is parsed: parsing is what gets expensive
+    ``max_entries`` entries, before it is parsed: parsing is what gets expensive
     (100,000-deep nesting overflows the parser; a million keys take seconds). Strings
     are skipped whole and scanning stops at a limit, so this costs little: about 10 ms
     for a 100 MB body with its file as base64."""
@@ -273,9 +278,9 @@ def check_json_limits(raw: bytes | str, error: type[DocParseError] = InvalidRequ
             depth -= 1
         else:  # a comma: one more entry in its object or array
             entries += 1
-        if entries > MAX_JSON_ENTRIES or strings > 2 * MAX_JSON_ENTRIES + 2:
+        if entries > max_entries or strings > 2 * max_entries + 2:
             raise error(
-                f"{what} holds more than {MAX_JSON_ENTRIES} entries (object keys and array "
+                f"{what} holds more than {max_entries} entries (object keys and array "
                 "items), the most this API reads"
             )
 
@@ -304,11 +309,11 @@ def _string_end(data: bytes, position: int) -> int:
 
 
 def load_json(raw: bytes | str, error: type[DocParseError] = InvalidRequestError,
-              what: str = "the request") -> Any:
+              what: str = "the request", max_entries: int = MAX_JSON_ENTRIES) -> Any:
     """A JSON document from untrusted text, within the limits above; ``error`` (naming
     ``what``) says what is wrong otherwise. Every JSON entry point reads through here:
     the gateway's body and form fields, the Triton models' inputs."""
-    check_json_limits(raw, error, what)
+    check_json_limits(raw, error, what, max_entries)
     try:
         return json.loads(raw)
     except RecursionError:  # the limits keep it from happening; never a 500 if it does
@@ -318,11 +323,11 @@ def load_json(raw: bytes | str, error: type[DocParseError] = InvalidRequestError
 
 
 def json_object(
-    raw: bytes | str | dict, error: type[DocParseError] = InvalidRequestError
+    raw: bytes | str | dict, error: type[DocParseError] = InvalidRequestError, max_entries: int = MAX_JSON_ENTRIES
 ) -> dict:
     """A JSON object from text (or a dict as is); ``error`` says what is wrong otherwise."""
     if isinstance(raw, (bytes, str)):
-        raw = load_json(raw, error)
+        raw = load_json(raw, error, max_entries=max_entries)
     if not isinstance(raw, dict):
         raise error("the request must be a JSON object")
     return raw

@@ -114,12 +114,8 @@ class OrchestratorSettings(_Group):
         description="Pages being worked on at once over all documents of one orchestrator; "
         "each holds its rendered image (6 MB for A4 at 144 dpi) in Triton's shared memory.",
     )
-    max_page_retries: int = Field(
-        1, ge=0, le=5,
-        validation_alias=_env("HPS_MAX_PAGE_RETRIES", "max_page_retries"),
-        description="Times a page's bad regions (failed after the VLM call's retries, degenerate, or all "
-        "read empty) are read again, a little warmer each time (a request's maxPageRetries wins).",
-    )
+    max_page_retries: int = Field(1, ge=0, le=5, validation_alias=_env("HPS_MAX_PAGE_RETRIES", "max_page_retries"),
+                                  description="Times a page's bad regions are read again (docparse/page_retries.py).")
 
 
 class LayoutSettings(_Group):
@@ -261,15 +257,9 @@ class GatewaySettings(_Group):
         ge=1024,
         description="Largest request body (and fetched URL) in bytes; more is refused (413).",
     )
-    max_batch_images: int = Field(
-        64, ge=1, description="Most images in one /api/ocr/batch request; more is refused with 413."
-    )
-    skip_cross_page_merge: bool = Field(
-        False,
-        validation_alias=_env("HPS_SKIP_CROSS_PAGE_MERGE", "skip_cross_page_merge"),
-        description="/convert/*: join pages as they are instead of merging across pages "
-        "(a request's skip_cross_page_merge wins).",
-    )
+    max_batch_images: int = Field(64, ge=1, description="Most images in one /api/ocr/batch request (413 past it).")
+    skip_cross_page_merge: bool = Field(False, validation_alias=_env("HPS_SKIP_CROSS_PAGE_MERGE", "skip_cross_page_merge"),
+                                        description="/convert/*: join pages as they are, no cross-page merge.")
     allow_url_input: bool = Field(False, description="Accept http(s) URLs in 'file'; the gateway fetches them.")
     url_allow_private: bool = Field(
         False,

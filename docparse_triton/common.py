@@ -19,7 +19,7 @@ from docparse.errors import (
     error_for_code,
     tag_status,
 )
-from docparse.protocol import json_bytes, load_json, new_log_id
+from docparse.protocol import MAX_JSON_ENTRIES, json_bytes, load_json, new_log_id
 from docparse.responses import ErrorEnvelope
 
 T = TypeVar("T")
@@ -73,7 +73,7 @@ def error_envelope_response(exc: BaseException, name: str, log_id: str = "") -> 
     return pb_utils.InferenceResponse([json_tensor(name, envelope)])
 
 
-def input_json(request: Any, name: str, required: bool = True) -> Any:
+def input_json(request: Any, name: str, required: bool = True, max_entries: int = MAX_JSON_ENTRIES) -> Any:
     """Decode a BYTES input holding one JSON document (any batch shape), within the
     request's JSON limits (``docparse.protocol.load_json``)."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
@@ -84,7 +84,7 @@ def input_json(request: Any, name: str, required: bool = True) -> Any:
     values = tensor.as_numpy().reshape(-1)
     if values.size != 1:
         raise InvalidRequestError(f"input '{name}' must hold exactly one JSON document")
-    return load_json(values[0], InvalidRequestError, f"input '{name}'")
+    return load_json(values[0], InvalidRequestError, f"input '{name}'", max_entries)
 
 
 def json_tensor(name: str, value: Any, shape: tuple[int, ...] = (1,)) -> "pb_utils.Tensor":

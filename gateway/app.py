@@ -20,6 +20,7 @@ from docparse.logs import configure_logging
 from docparse.ocrflux import ConvertUrlRequest
 from docparse.protocol import LayoutParsingRequest
 from docparse.responses import ErrorEnvelope, FinalEvent, PageEvent
+from docparse.restructure_pages import RestructurePagesRequest
 from docparse.settings import Settings
 from gateway.access import AccessLogMiddleware
 from gateway.auth import AuthMiddleware
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount(web.STATIC_PREFIX, web.static_files(), name="static")
     customise_openapi(
         app,
-        [LayoutParsingRequest, JobRequest, ConvertUrlRequest],
+        [LayoutParsingRequest, JobRequest, ConvertUrlRequest, RestructurePagesRequest],
         event_data={
             "StreamEventData": [PageEvent, FinalEvent, ErrorEnvelope],
             "JobEventData": [JobInfo, PageEvent, FinalEvent, ErrorEnvelope],

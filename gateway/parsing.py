@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from docparse import tracing
 from docparse.errors import DeadlineExceededError
+from docparse.merge import restructured
 from docparse.protocol import log_id_for
 from docparse.responses import FinalEvent, LayoutParsingResponse, PageEvent, StreamEvent, collect_events
 from gateway import metrics
@@ -76,7 +77,8 @@ class ParsingCall:
                 return [event async for event in events]
 
         events = await self.within(unless_disconnected(self.request, read_all()))
-        return collect_events(self.log_id, events)
+        # Off the loop: restructuring a long document takes CPU (as is, it costs nothing).
+        return await asyncio.to_thread(restructured, collect_events(self.log_id, events), self.body)
 
     async def stream(self) -> AsyncIterator[StreamEvent]:
         """The document's events for a streaming answer. The slot and the first event

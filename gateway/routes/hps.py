@@ -1,22 +1,27 @@
 """PaddleOCR-VL's high-performance serving API: ``/layout-parsing`` (the whole document
-in PaddleX's envelope) and ``/layout-parsing/stream`` (Server-Sent Events, page by page).
-Both read the same request; ``gateway.parsing`` does everything but shaping the answer."""
+in PaddleX's envelope), ``/layout-parsing/stream`` (Server-Sent Events, page by page) and
+``/restructure-pages`` (pages parsed separately, restructured as one document). The first
+two read the same request; ``gateway.parsing`` does everything but shaping the answer."""
 
 from __future__ import annotations
 
+import time
 from contextlib import aclosing
 from typing import AsyncIterator
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from docparse.errors import DocParseError
-from docparse.protocol import LayoutParsingRequest, json_bytes
+from docparse.errors import DocParseError, MalformedBodyError
+from docparse.protocol import LayoutParsingRequest, json_bytes, json_object, log_id_for, parse_request
 from docparse.responses import ErrorEnvelope, LayoutParsingResponse, StreamEvent
+from docparse.restructure_pages import MAX_ENTRIES, RestructurePagesRequest, RestructurePagesResponse
 from gateway.errors import ModelResponse
+from gateway.inputs import read_body
 from gateway.openapi import PARSING_ERRORS, request_body
-from gateway.parsing import ParsingCall, parsing_call
+from gateway.parsing import ParsingCall, name_call, open_call, parsing_call
+from gateway.resources import Gateway, get_gateway
 
 router = APIRouter(tags=["parsing"])
 ERROR_EVENT = "error"
@@ -76,3 +81,28 @@ async def sse_body(call: ParsingCall, events: AsyncIterator[StreamEvent]) -> Asy
 
 def sse_event(name: str, data: BaseModel) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + json_bytes(data) + b"\n\n"
+
+
+@router.post(
+    "/restructure-pages",
+    summary="Restructure separately parsed pages as one document (PaddleOCR-VL HPS compatible)",
+    description="Pages' `prunedResult`s (and `markdownImages`) from /layout-parsing, in document order, "
+    "restructured as one document: tables continued across pages joined (`mergeTables`), titles "
+    "relevelled (`relevelTitles`), paragraphs cut by a page break joined, running headers and page "
+    "numbers out of the Markdown; `concatenatePages` answers one page. Through Triton's "
+    "`restructure-pages` model.",
+    response_model=RestructurePagesResponse,
+    responses=PARSING_ERRORS,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/RestructurePagesRequest"}}}}},
+)
+async def restructure_pages(request: Request, gateway: Gateway = Depends(get_gateway)) -> Response:
+    received = time.time()
+    call = open_call(request, gateway)
+    raw = await read_body(request, gateway.settings.gateway.max_body_bytes)
+    body = json_object(raw, MalformedBodyError, max_entries=MAX_ENTRIES)
+    name_call(call, log_id_for(body), received)
+    parse_request(body, RestructurePagesRequest)  # a bad field is a 422 here, before Triton
+    timeout = gateway.settings.gateway.inference_timeout
+    envelope = await call.within(gateway.triton.restructure({**body, "logId": call.log_id}, call.log_id, timeout))
+    return Response(json_bytes(envelope), media_type="application/json")

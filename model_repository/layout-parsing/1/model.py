@@ -6,10 +6,13 @@ into one PaddleX envelope, so the VLM concurrency bound stays in one process.
 
 from __future__ import annotations
 
+import asyncio
+
 import triton_python_backend_utils as pb_utils
 
 from docparse.errors import InvalidRequestError, as_error
 from docparse.logs import configure_logging
+from docparse.merge import restructured
 from docparse.protocol import load_json, log_id_for, new_log_id
 from docparse.responses import (
     ErrorEnvelope,
@@ -65,7 +68,7 @@ class TritonPythonModel:
                 parameters={IN_BAND_ERRORS: True},
             )
             events = [event_or_error(output_bytes(r, "output")) async for r in stream_responses(bls)]
-            envelope = collect_events(log_id, events)
+            envelope = await asyncio.to_thread(restructured, collect_events(log_id, events), body)
         except Exception as exc:  # noqa: BLE001 - PaddleX HPS reports errors in the envelope
             error = as_error(exc)
             envelope = ErrorEnvelope(logId=log_id, errorCode=error.status, errorMsg=error.message)
