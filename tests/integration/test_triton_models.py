@@ -355,3 +355,30 @@ def test_unary_model_works_on_many_documents_at_once(triton, vlm):
         spans[c["request_id"]] = (min(first, c["started"]), max(last, c["finished"]))
     peak = max(sum(1 for a, b in spans.values() if a <= t < b) for t, _ in spans.values())
     assert len(spans) == 8 and peak == 8, f"only {peak} of 8 documents were in flight together"
+
+
+def test_restructure_pages_takes_paddlex_pruned_results_and_answers_in_the_envelope(triton):
+    """A PaddleX client's pages, with fields ours do not have (group_id, polygon points,
+    input_path), restructured over gRPC: the table continued on page 2 lands on page 1."""
+    from testkit import pages as gen
+
+    pages = []
+    for page in gen.document(
+        [gen.text("Results below."), gen.table(gen.html_table([["North", "12"]], header=["Region", "Sales"]))],
+        [gen.table(gen.html_table([["South", "9"]], header=["Region", "Sales"])), gen.text("The end.")],
+    ):
+        pruned = page.prunedResult.model_dump(mode="json", exclude_none=True)
+        for block in pruned["parsing_res_list"]:
+            block.update(group_id=block["block_id"], block_polygon_points=[[0, 0], [1, 1]])
+        pruned["layout_det_res"]["input_path"] = None
+        pages.append({"prunedResult": pruned, "markdownImages": {}})
+    grpc = grpcclient.InferenceServerClient(triton.grpc_url)
+    result = grpc.infer("restructure-pages", [json_input("input", {"pages": pages, "logId": "restr"}, [1, 1])])
+    envelope = json.loads(result.as_numpy("output")[0, 0])
+    assert (envelope["errorCode"], envelope["logId"]) == (0, "restr")
+    first, second = (p["markdown"]["text"] for p in envelope["result"]["layoutParsingResults"])
+    assert first.count("Region") == 1 and "South" in first and "<table>" not in second
+
+    refused = grpc.infer("restructure-pages", [json_input("input", {"pages": "none"}, [1, 1])])
+    error = json.loads(refused.as_numpy("output")[0, 0])
+    assert error["errorCode"] == 422 and "field 'pages'" in error["errorMsg"]
