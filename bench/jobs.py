@@ -45,13 +45,13 @@ import aiohttp
 from bench.documents import Document, load_document
 from bench.jobs_report import comparison_summary, markdown, memory_summary, plot
 from bench.loadgen import ClosedLoop
-from bench.machine import git_state, machine_info, versions
+from bench.machine import provenance
 from bench.options import DEFAULT_RESULTS
 from bench.point import Run, Window, measure_point
 from bench.sampling import cpu_summary, take_snapshot, wait_until_idle
 from bench.senders import GatewaySender, RequestFailed, envelope_message, vlm_region_counter
 from bench.soak import rss_mib
-from bench.stack import BenchStack, StackConfig, read_cmdline
+from bench.stack import BenchStack, StackConfig, explain_failure, read_cmdline
 from docparse.protocol import json_bytes
 from scripts.processes import LaunchError
 
@@ -360,18 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         with BenchStack(stack_config(args), args.out / "stack") as stack:
             measured = asyncio.run(benchmark(stack, args))
             description = stack.describe()
-    except LaunchError as exc:
-        print(f"error: the service could not be started: {exc}\n(server logs: {args.out / 'stack'})", file=sys.stderr)
-        return 1
-    except (RuntimeError, OSError, RequestFailed) as exc:
-        print(f"error: {exc}\n(server logs: {args.out / 'stack'})", file=sys.stderr)
-        return 1
+    except (LaunchError, RuntimeError, OSError, RequestFailed) as exc:
+        return explain_failure(exc, args.out / "stack")
     results = {
         "schema": "docparse-bench-jobs/1",
         "run": {"started": started.isoformat(timespec="seconds"), "command": ["python", "-m", "bench.jobs", *argv],
                 "seconds": round(time.time() - started.timestamp(), 1)},
-        "machine": {**machine_info(), "loadavg_after": os.getloadavg()}, "versions": versions(), "git": git_state(),
-        "stack": description, **measured,
+        **provenance(), "stack": description, **measured,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "jobs.json").write_text(json.dumps(results, indent=1) + "\n")

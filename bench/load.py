@@ -31,13 +31,13 @@ import time
 from datetime import datetime, timezone
 
 from bench.documents import UsageError
-from bench.machine import git_state, machine_info, versions
+from bench.machine import provenance
 from bench.options import Options, build_parser, parse_options
 from bench.overhead import gateway_share, measure_overheads
 from bench.point import Run, measure_point
 from bench.report import markdown, write_reports
 from bench.senders import GatewaySender, Sender, TritonSender, vlm_region_counter
-from bench.stack import BenchStack
+from bench.stack import BenchStack, explain_failure
 from scripts.processes import LaunchError
 
 
@@ -89,9 +89,7 @@ def run_benchmark(options: Options, argv: list[str]) -> dict:
             "warmup_s": options.warmup,
             "seconds": round(time.time() - started.timestamp(), 1),
         },
-        "machine": {**machine_info(), "loadavg_before": loadavg_before, "loadavg_after": os.getloadavg()},
-        "versions": versions(),
-        "git": git_state(),
+        **provenance(loadavg_before),
         "stack": stack_description,
         "points": points,
         "overhead": overhead,
@@ -107,13 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(str(exc))  # exits 2 with the usage line
     try:
         results = run_benchmark(options, argv)
-    except LaunchError as exc:
-        print(f"error: the service could not be started: {exc}\n(server logs: {options.out / 'stack'})",
-              file=sys.stderr)
-        return 1
-    except (RuntimeError, OSError) as exc:  # the stack misbehaved during the measurement
-        print(f"error: {exc}\n(server logs: {options.out / 'stack'})", file=sys.stderr)
-        return 1
+    except (LaunchError, RuntimeError, OSError) as exc:  # not started, or misbehaved during the measurement
+        return explain_failure(exc, options.out / "stack")
     except KeyboardInterrupt:
         print("interrupted; the service was stopped", file=sys.stderr)
         return 130

@@ -16,12 +16,17 @@ from bench.senders import RequestRecord
 
 @dataclass(frozen=True)
 class ClosedLoop:
-    """``concurrency`` clients, each sending its next request when the last one ends."""
+    """``concurrency`` clients, each sending its next request when the last one ends;
+    client k starts ``k * stagger`` seconds after the first (clients that start together
+    may stay in step: a service that answers them together gets their next requests
+    together)."""
 
     concurrency: int
+    stagger: float = 0.0
 
     def describe(self) -> dict:
-        return {"mode": "closed", "concurrency": self.concurrency}
+        described = {"mode": "closed", "concurrency": self.concurrency}
+        return {**described, "stagger_s": self.stagger} if self.stagger else described
 
 
 @dataclass(frozen=True)
@@ -62,11 +67,15 @@ async def generate(load: ClosedLoop | OpenLoop, issue: Issue, on_done: Callable[
     """Send requests in ``load``'s shape until ``stop`` is set, then wait for those in
     flight. Cancelling it cancels them."""
     if isinstance(load, ClosedLoop):
-        async def client() -> None:
+        async def client(number: int) -> None:
+            try:  # its start, unless stopped first
+                await asyncio.wait_for(stop.wait(), number * load.stagger)
+            except TimeoutError:
+                pass
             while not stop.is_set():
                 on_done(await issue(time.perf_counter()))
 
-        await asyncio.gather(*(client() for _ in range(load.concurrency)))
+        await asyncio.gather(*(client(number) for number in range(load.concurrency)))
         return
     slots = asyncio.Semaphore(load.max_in_flight)
     running: set[asyncio.Task] = set()

@@ -58,3 +58,12 @@ def git_state() -> dict:
             return ""
 
     return {"commit": git("rev-parse", "HEAD") or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def provenance(loadavg_before: tuple[float, float, float] | None = None) -> dict:
+    """What a benchmark's results record beside their numbers: the machine (with its load
+    average before the run, when given, and now, after it), the versions and the commit."""
+    machine = {**machine_info(), "loadavg_after": os.getloadavg()}
+    if loadavg_before is not None:
+        machine["loadavg_before"] = loadavg_before
+    return {"machine": machine, "versions": versions(), "git": git_state()}

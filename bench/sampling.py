@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench.stack import BenchStack, fetch_text, prometheus_samples, read_cpu_seconds
+from bench.stack import BenchStack, fetch_text, prometheus_samples, read_cpu_seconds, read_machine_busy_seconds
 
 SAMPLE_EVERY = 0.2  # seconds between samples of the VLM's running requests
 IDLE_TIMEOUT = 120.0  # seconds the service may take to become idle after the last response
@@ -24,6 +24,7 @@ class Snapshot:
     vlm_stats: dict
     vlm_metrics: dict
     triton_metrics: dict
+    machine_busy: float | None = None  # busy CPU seconds of the whole machine (/proc/stat)
 
 
 def take_snapshot(stack: BenchStack, processes: list[tuple[str, int]]) -> Snapshot:
@@ -38,6 +39,7 @@ def take_snapshot(stack: BenchStack, processes: list[tuple[str, int]]) -> Snapsh
         vlm_stats=stack.simulator.stats(),
         vlm_metrics=prometheus_samples(fetch_text(f"{stack.simulator.root}/metrics")),
         triton_metrics=prometheus_samples(fetch_text(stack.triton.metrics_url)),
+        machine_busy=read_machine_busy_seconds(),
     )
 
 
@@ -126,9 +128,13 @@ def cpu_summary(before: Snapshot, after: Snapshot, pages: int) -> dict:
     for entry in by_role.values():
         entry["per_page_s"] = entry["cpu_s"] / pages if pages else None
     total = sum(p["cpu_s"] for p in processes)
+    machine = (after.machine_busy - before.machine_busy
+               if after.machine_busy is not None and before.machine_busy is not None else None)
     return {"processes": processes, "by_role": by_role, "total_s": total,
             "total_per_page_s": total / pages if pages else None,
-            "note": "loadgen is this process (clients, sampling, reading /proc)"}
+            "machine_busy_s": machine, "outside_stack_s": machine - total if machine is not None else None,
+            "note": "loadgen is this process (clients, sampling, reading /proc); outside_stack_s: the "
+                    "machine's busy CPU (/proc/stat) less the stack's and loadgen's: other work on the machine"}
 
 
 def triton_compute(before: Snapshot, after: Snapshot, pages: int) -> dict:

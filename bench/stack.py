@@ -157,6 +157,14 @@ class BenchStack:
         return found
 
 
+def explain_failure(exc: BaseException, work_dir: Path) -> int:
+    """Say why a benchmark stopped (its stack did not start, or misbehaved while it was
+    measured) and where the servers' logs are; the exit status, 1."""
+    what = f"the service could not be started: {exc}" if isinstance(exc, LaunchError) else str(exc)
+    print(f"error: {what}\n(server logs: {work_dir})", file=sys.stderr)
+    return 1
+
+
 def build_layout_model(out: Path) -> Path:
     """The stand-in PP-DocLayoutV3 in ``out`` (built once; reused when it is there). Built
     in a child process so Paddle never loads into the load generator."""
@@ -186,6 +194,25 @@ def read_cpu_seconds(pid: int) -> float | None:
     try:
         return parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())[1]
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def parse_machine_stat(text: str) -> float:
+    """Busy CPU seconds of the whole machine, all cores, since boot, from the text of
+    ``/proc/stat``: its ``cpu`` line's user, nice, system, irq, softirq and steal ticks
+    (guest time is already in user; idle and iowait are not busy)."""
+    fields = text.split("\n", 1)[0].split()
+    assert fields[0] == "cpu", "the first line of /proc/stat sums every core"
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def read_machine_busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine so far (every process, this stack's or
+    not); None where /proc/stat cannot be read."""
+    try:
+        return parse_machine_stat(Path("/proc/stat").read_text())
+    except (OSError, ValueError, AssertionError):
         return None
 
 
