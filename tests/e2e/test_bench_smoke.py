@@ -82,3 +82,32 @@ def test_bench_jobs_runs_a_long_job_and_compares_jobs_with_sync(tmp_path):
     report = (out / "jobs.md").read_text()
     assert "## Long job 1" in report and "## Jobs against the sync route" in report
     assert (out / "jobs.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_batch_keeps_the_vlm_busy_with_batches_and_reports_it(tmp_path):
+    """``python -m bench.batch`` end to end, briefly: 4 VLM slots (the calibrated
+    profile), two staggered clients sending batches of 8 text crops for a 1-s window;
+    its two files. Most of its time is the stack's start and stop."""
+    out = tmp_path / "batch"
+    command = [
+        sys.executable, "-m", "bench.batch", "--slots", "4", "--clients", "2", "--stagger", "0.2",
+        "--duration", "1", "--warmup", "0", "--out", str(out),
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert {p.name for p in out.iterdir()} >= {"batch.json", "batch.md"}
+    results = json.loads((out / "batch.json").read_text())
+    assert results["run"]["images"] == 8 and results["stack"]["env"]["HPS_MAX_BATCH_IMAGES"] == "8"
+    assert results["stack"]["env"]["HPS_VLM_MAX_CONCURRENCY"] == "4" and results["simulator"]["max_num_seqs"] == 4
+    assert results["simulator"]["profile"] == "glm-ocr-a40"
+    assert results["simulator"]["vlm_bound"]["image_in_vlm"] == "952x252"
+    (point,) = results["points"]
+    summary = point["summary"]
+    assert point["load"] == {"mode": "closed", "concurrency": 2, "stagger_s": 0.2}
+    assert summary["batches"]["failed"] == 0 and summary["image_errors"] == 0 and summary["batch_errors"] == {}
+    assert point["pages"] == 8 * summary["batches"]["ok"] and summary["images_per_s"] > 0
+    assert 0 < summary["vlm_utilisation"] <= 1.0 and 0 < summary["ideal_utilisation"] <= 1.0
+    assert summary["cpu_per_image_s"]["gateway"] > 0 and summary["machine_busy_cores"] > 0
+    report = (out / "batch.md").read_text()
+    assert "Batches of **8** images" in report and "| 2 | **" in report
