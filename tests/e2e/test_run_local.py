@@ -20,6 +20,7 @@ import pytest
 from docparse.cli import sse_events
 from docparse.client import request_for
 from scripts.processes import free_port, http_ok
+from tests.e2e.test_gateway import _FileServer
 from tests.support.browser import CHROMEDRIVER, CHROMIUM, running_chromium, save_screenshot
 from tests.support.processes import children, leftovers, stubs_of, wait_for, watchdogs_of
 from testkit.documents import ENGLISH_TEXT, sample_image, sample_pdf
@@ -93,6 +94,26 @@ def glm_ocr_api_reads_with_the_cpu_engines(url: str) -> None:
         assert info["recognizer"].startswith("cpu:") and not any("Extraction" in f for f in info["features"])
 
 
+def ocrflux_api_converts_with_the_cpu_engines(url: str) -> None:
+    """OCRFlux's routes on ``make run``: a file, and a URL (the test's own file server;
+    make run is started with URL inputs on, private addresses allowed)."""
+    words = {w.strip(",.:").lower() for w in ENGLISH_TEXT.split() if len(w.strip(",.:")) > 5}
+    pdf = sample_pdf(pages=2)
+    files = _FileServer(pdf)
+    try:
+        with httpx.Client(base_url=url, timeout=300) as client:
+            converted = client.post("/convert/file", files={"file": ("doc.pdf", pdf, "application/pdf")},
+                                    data={"output_format": "text"})
+            assert converted.status_code == 200, converted.text
+            text = converted.json()["content"].lower().replace(",", " ").split()
+            assert len(words & set(text)) >= len(words) // 2, text
+            fetched = client.post("/convert/url", json={"url": files.url, "max_page_retries": 0})
+            assert fetched.status_code == 200, fetched.text
+            assert fetched.json()["metadata"]["pages_processed"] == 2 and fetched.json()["failed_pages"] == []
+    finally:
+        files.close()
+
+
 def web_page_shows_what_the_cpu_engines_read(url: str, document: Path, tmp_path: Path) -> None:
     """The web page on ``make run`` in a real browser: the PDF's real text, read by the CPU
     engines, shown on each page (and a screenshot of it, test-artifacts/screenshots/). Without
@@ -116,6 +137,7 @@ def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "run_local.log"
     env = {k: v for k, v in os.environ.items() if k not in ("HPS_LAYOUT_BACKEND", "HPS_RECOGNIZER", "HPS_PORT")}
+    env.update(HPS_ALLOW_URL_INPUT="true", HPS_URL_ALLOW_PRIVATE="true")  # /convert/url from this test's server
     with open(log, "wb") as out:
         process = subprocess.Popen(
             # One gateway worker: once /health/ready answers 200, the worker that will
@@ -176,6 +198,7 @@ def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
         assert health.returncode == 0, health.stdout + health.stderr
         assert json.loads(health.stdout)["status"] == "ready"
         glm_ocr_api_reads_with_the_cpu_engines(url)
+        ocrflux_api_converts_with_the_cpu_engines(url)
         web_page_shows_what_the_cpu_engines_read(url, document, tmp_path)
 
         os.killpg(process.pid, signal.SIGINT)
