@@ -102,3 +102,24 @@ def test_with_every_rule_off_a_page_reads_as_the_pipeline_wrote_it():
     for before, after in zip(pages, restructure_pages(pages, off, IGNORED, prettify=True)):
         assert after.markdown.text == before.markdown.text
         assert after.prunedResult.parsing_res_list == before.prunedResult.parsing_res_list
+
+
+def test_the_readmes_before_and_after_example_is_what_the_merge_gives():
+    """README.md, "Merge rules": its example, kept true."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Merge rules"):readme.index("**`/restructure-pages`**")]
+    blocks = [b.split("```", 1)[0].strip("\n") for b in section.split("```markdown\n")[1:]]
+    *pages, after = blocks
+    header = ["Region", "Sales"]
+    doc = document(
+        [title("1 Results"), text("Sales rose in every region, and the board expects the trend to con-"),
+         margin("- 1 -", at="bottom")],
+        [margin("Annual Report 2024"), text("tinue into next year."),
+         table(html_table([["North", "12"]], header=header)), margin("- 2 -", at="bottom")],
+        [margin("Annual Report 2024"), table(html_table([["South", "9"]], header=header)),
+         title("1.1 Outlook"), text("Costs are stable."), margin("- 3 -", at="bottom")],
+    )
+    assert [p.markdown.text for p in doc] == pages
+    assert merged_markdown(doc, MergeOptions(), IGNORED, True).text == after
