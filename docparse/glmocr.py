@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from docparse.errors import InvalidRequestError
 from docparse.extraction import parse_schema
-from docparse.protocol import MAX_LOG_ID, MAX_PAGES_SPEC, describe_validation_error
+from docparse.protocol import MAX_LOG_ID, MAX_PAGES_SPEC
 from docparse.recognition.tasks import TaskTable
 from docparse.responses import ErrorEnvelope, PageResult
 from docparse.settings import MIN_DPI
@@ -54,13 +53,6 @@ class _Form(BaseModel):
 
     max_tokens: int | None = Field(None, ge=1, description="Most tokens the VLM writes per region (default HPS_VLM_MAX_TOKENS).")
     logId: str | None = Field(None, max_length=MAX_LOG_ID, description="Request id echoed in the answer and logs.")
-
-    @classmethod
-    def parse(cls, fields: dict[str, str]) -> "_Form":
-        try:
-            return cls.model_validate(fields)
-        except ValidationError as exc:
-            raise InvalidRequestError(describe_validation_error(exc)) from None
 
 
 class RecognizeForm(_Form):

@@ -15,10 +15,9 @@ import html
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from docparse.errors import InvalidRequestError
-from docparse.protocol import MAX_LOG_ID, MAX_PAGE_RETRIES, MAX_PAGES_SPEC, describe_validation_error
+from docparse.protocol import MAX_LOG_ID, MAX_PAGE_RETRIES, MAX_PAGES_SPEC
 from docparse.responses import ErrorEnvelope, LayoutParsingResult, PageResult
 from docparse.settings import MIN_DPI
 
@@ -42,13 +41,6 @@ class ConvertOptions(BaseModel):
     pages: str | None = Field(None, max_length=MAX_PAGES_SPEC, description='1-based ranges, "1-3,7"; null = all.')
     dpi: int | None = Field(None, ge=MIN_DPI, description="Rendering resolution of PDF pages (default HPS_RENDER_DPI).")
     logId: str | None = Field(None, max_length=MAX_LOG_ID, description="Request id echoed in the answer and logs.")
-
-    @classmethod
-    def parse(cls, fields: dict[str, Any]) -> "ConvertOptions":
-        try:
-            return cls.model_validate(fields)
-        except ValidationError as exc:
-            raise InvalidRequestError(describe_validation_error(exc)) from None
 
     def layout_request(self, file: str, log_id: str, skip_merge_default: bool) -> dict[str, Any]:
         """The ``/layout-parsing`` request of this conversion (``file``: base64 or URL)."""

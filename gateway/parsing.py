@@ -14,13 +14,13 @@ from typing import Any, AsyncIterator, Awaitable, TypeVar
 from fastapi import Depends, Request
 
 from docparse import tracing
-from docparse.errors import DeadlineExceededError
+from docparse.errors import DeadlineExceededError, MalformedBodyError
 from docparse.merge import restructured
-from docparse.protocol import log_id_for
+from docparse.protocol import MAX_JSON_ENTRIES, M, json_object, log_id_for, new_log_id, parse_request
 from docparse.responses import FinalEvent, LayoutParsingResponse, PageEvent, StreamEvent, collect_events
 from gateway import metrics
 from gateway.disconnect import unless_disconnected
-from gateway.inputs import request_body, validated_request
+from gateway.inputs import Form, multipart_form, read_body, request_body, validated_request
 from gateway.resources import Gateway, get_gateway
 
 T = TypeVar("T")
@@ -45,6 +45,11 @@ class ParsingCall:
                 f"the request did not finish within {self.gateway.settings.gateway.inference_timeout:g} s "
                 "(HPS_INFERENCE_TIMEOUT); its work was cancelled"
             ) from None
+
+    async def validate(self, body: dict[str, Any]) -> None:
+        """Check ``body`` as a /layout-parsing request (fetching a URL input) and make it
+        this call's, within the deadline."""
+        self.body = await self.within(validated_request(body, self.gateway.settings.gateway, self.log_id))
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         """The document's events from Triton, holding a slot; closing it early frees the
@@ -112,6 +117,32 @@ def name_call(call: ParsingCall, log_id: str, received: float) -> None:
     """The call's logId, once the request that may carry one has been read."""
     call.log_id = call.request.state.log_id = log_id
     tracing.mark("gateway.received", log_id, at=received)
+
+
+async def form_call(
+    request: Request, gateway: Gateway, files: dict[str, int], fields_model: type[M]
+) -> tuple[ParsingCall, Form, M]:
+    """A call from a multipart form (the GLM-OCR and OCRFlux routes): the call (its
+    deadline starts now), the form, and its text fields checked as ``fields_model``
+    (whose ``logId``, if any, names the call)."""
+    received = time.time()
+    call = open_call(request, gateway)
+    form = await call.within(multipart_form(request, gateway.settings.gateway, files))
+    fields = parse_request(form.fields, fields_model)
+    name_call(call, getattr(fields, "logId", None) or new_log_id(), received)
+    return call, form, fields
+
+
+async def json_call(request: Request, gateway: Gateway, max_entries: int = MAX_JSON_ENTRIES) -> tuple[ParsingCall, dict]:
+    """A call from a JSON object body, named by its ``logId`` (or a new one)."""
+    received = time.time()
+    call = open_call(request, gateway)
+    raw = await read_body(request, gateway.settings.gateway.max_body_bytes)
+    if not raw.strip():
+        raise MalformedBodyError("the request body is empty; send a JSON object")
+    body = json_object(raw, MalformedBodyError, max_entries=max_entries)
+    name_call(call, log_id_for(body), received)
+    return call, body
 
 
 async def parsing_call(request: Request, gateway: Gateway = Depends(get_gateway)) -> ParsingCall:

@@ -4,8 +4,6 @@ merge, under the same admission as every other route. Shapes: ``docparse.ocrflux
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Depends, Request
 
 from docparse.ocrflux import (
@@ -19,12 +17,10 @@ from docparse.ocrflux import (
     json_content,
     markdown_to_text,
 )
-from docparse.errors import MalformedBodyError
-from docparse.protocol import json_object, new_log_id
+from docparse.protocol import parse_request
 from gateway.errors import ModelResponse
-from gateway.inputs import multipart_form, read_body, validated_request
 from gateway.openapi import PARSING_ERRORS, form_body
-from gateway.parsing import ParsingCall, name_call, open_call
+from gateway.parsing import ParsingCall, form_call, json_call
 from gateway.resources import Gateway, get_gateway
 
 router = APIRouter(tags=["OCRFlux API"])
@@ -42,11 +38,7 @@ CONVERT_ERRORS = {status: {**answer, "model": ConvertErrorBody} for status, answ
     openapi_extra=form_body(ConvertOptions, {"file": "The PDF or image."}),
 )
 async def convert_file(request: Request, gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
-    received = time.time()
-    call = open_call(request, gateway)
-    form = await call.within(multipart_form(request, gateway.settings.gateway, {"file": 1}))
-    options = ConvertOptions.parse(form.fields)
-    name_call(call, options.logId or new_log_id(), received)
+    call, form, options = await form_call(request, gateway, {"file": 1}, ConvertOptions)
     upload = form.one_file("file")
     metadata = {"filename": upload.filename, "file_size": len(upload.data)}
     return await convert(call, options, upload.base64(), metadata)
@@ -64,21 +56,15 @@ async def convert_file(request: Request, gateway: Gateway = Depends(get_gateway)
         "application/json": {"schema": {"$ref": "#/components/schemas/ConvertUrlRequest"}}}}},
 )
 async def convert_url(request: Request, gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
-    received = time.time()
-    call = open_call(request, gateway)
-    body = await read_body(request, gateway.settings.gateway.max_body_bytes)
-    if not body.strip():
-        raise MalformedBodyError("the request body is empty; send a JSON object with 'url'")
-    options = ConvertUrlRequest.parse(json_object(body, MalformedBodyError))
-    name_call(call, options.logId or new_log_id(), received)
+    call, body = await json_call(request, gateway)
+    options = parse_request(body, ConvertUrlRequest)
     return await convert(call, options, options.url, {"url": options.url})
 
 
 async def convert(call: ParsingCall, options: ConvertOptions, file: str, metadata: dict) -> ModelResponse:
     """Parse, merge and shape one conversion (``file``: base64 or a URL the gateway fetches)."""
     settings = call.gateway.settings.gateway
-    layout_request = options.layout_request(file, call.log_id, settings.skip_cross_page_merge)
-    call.body = await call.within(validated_request(layout_request, settings, call.log_id))
+    await call.validate(options.layout_request(file, call.log_id, settings.skip_cross_page_merge))
     if "file_size" not in metadata:  # a fetched URL: the size of what was fetched (base64: 4 chars, 3 bytes)
         fetched = call.body["file"]
         metadata["file_size"] = len(fetched) * 3 // 4 - fetched[-2:].count("=")

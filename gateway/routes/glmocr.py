@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
@@ -36,15 +36,15 @@ from docparse.glmocr import (
     RecognizeResponse,
     StartEvent,
 )
-from docparse.protocol import json_bytes, new_log_id
+from docparse.protocol import json_bytes
 from docparse.recognition.cpu_ocr import CpuOcrRecognizer
 from docparse.recognition.tasks import TaskTable
 from docparse.responses import FinalEvent, PageEvent, StreamEvent
 from gateway.disconnect import unless_disconnected
 from gateway.errors import ModelResponse
-from gateway.inputs import Form, Upload, multipart_form, validated_request
+from gateway.inputs import Upload, validated_request
 from gateway.openapi import PARSING_ERRORS, form_body
-from gateway.parsing import ParsingCall, name_call, open_call
+from gateway.parsing import ParsingCall, form_call
 from gateway.resources import Gateway, get_gateway
 
 log = logging.getLogger("docparse.gateway.glmocr")
@@ -52,20 +52,6 @@ router = APIRouter(tags=["GLM-OCR API"])
 OCR_ERRORS = {status: {**answer, "model": OcrErrorBody} for status, answer in PARSING_ERRORS.items()}
 # An extraction answer that did not fit is asked again once, sampling a little.
 RETRY_TEMPERATURE = 0.3
-
-
-async def read_call(request: Request, gateway: Gateway, files: dict[str, int], form_model: type[glmocr._Form]) -> tuple[ParsingCall, Form, Any]:
-    """The call (its deadline starts now), the multipart form and its checked fields."""
-    received = time.time()
-    call = open_call(request, gateway)
-    form = await call.within(multipart_form(request, gateway.settings.gateway, files))
-    fields = form_model.parse(form.fields)
-    name_call(call, fields.logId or new_log_id(), received)
-    return call, form, fields
-
-
-async def checked(call: ParsingCall, body: dict[str, Any], log_id: str) -> dict[str, Any]:
-    return await call.within(validated_request(body, call.gateway.settings.gateway, log_id))
 
 
 @router.post(
@@ -79,9 +65,9 @@ async def checked(call: ParsingCall, body: dict[str, Any], log_id: str) -> dict[
 )
 async def recognize(request: Request, gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
     started = time.perf_counter()
-    call, form, fields = await read_call(request, gateway, {"image": 1}, RecognizeForm)
+    call, form, fields = await form_call(request, gateway, {"image": 1}, RecognizeForm)
     image = form.one_file("image")
-    call.body = await checked(call, glmocr.image_request(image.base64(), fields.task, fields, call.log_id), call.log_id)
+    await call.validate(glmocr.image_request(image.base64(), fields.task, fields, call.log_id))
     answer = await call.collect()
     text = glmocr.recognized_text(answer.result.layoutParsingResults[0])
     elapsed = round(time.perf_counter() - started, 3)
@@ -101,10 +87,10 @@ async def recognize(request: Request, gateway: Gateway = Depends(get_gateway)) -
 )
 async def extract(request: Request, gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
     started = time.perf_counter()
-    call, form, fields = await read_call(request, gateway, {"image": 1}, ExtractForm)
+    call, form, fields = await form_call(request, gateway, {"image": 1}, ExtractForm)
     image = form.one_file("image")
     schema = fields.json_schema()
-    call.body = await checked(call, glmocr.extract_request(image.base64(), fields, call.log_id), call.log_id)
+    await call.validate(glmocr.extract_request(image.base64(), fields, call.log_id))
     answer = await call.collect()
     raw = glmocr.recognized_text(answer.result.layoutParsingResults[0])
     try:
@@ -132,7 +118,7 @@ async def extract(request: Request, gateway: Gateway = Depends(get_gateway)) -> 
 async def batch(request: Request, gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
     started = time.perf_counter()
     most = gateway.settings.gateway.max_batch_images
-    call, form, fields = await read_call(request, gateway, {"images": most}, BatchForm)
+    call, form, fields = await form_call(request, gateway, {"images": most}, BatchForm)
     images = form.files.get("images")
     if not images:
         form.one_file("images")  # raises: the field is required
@@ -165,9 +151,9 @@ async def read_one(call: ParsingCall, index: int, image: Upload, fields: BatchFo
 
 
 async def document_call(request: Request, gateway: Gateway) -> ParsingCall:
-    call, form, fields = await read_call(request, gateway, {"file": 1}, DocumentForm)
+    call, form, fields = await form_call(request, gateway, {"file": 1}, DocumentForm)
     document = form.one_file("file")
-    call.body = await checked(call, glmocr.document_request(document.base64(), fields, call.log_id), call.log_id)
+    await call.validate(glmocr.document_request(document.base64(), fields, call.log_id))
     return call
 
 

@@ -5,7 +5,6 @@ two read the same request; ``gateway.parsing`` does everything but shaping the a
 
 from __future__ import annotations
 
-import time
 from contextlib import aclosing
 from typing import AsyncIterator
 
@@ -13,14 +12,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from docparse.errors import DocParseError, MalformedBodyError
-from docparse.protocol import LayoutParsingRequest, json_bytes, json_object, log_id_for, parse_request
+from docparse.errors import DocParseError
+from docparse.protocol import LayoutParsingRequest, json_bytes, parse_request
 from docparse.responses import ErrorEnvelope, LayoutParsingResponse, StreamEvent
 from docparse.restructure_pages import MAX_ENTRIES, RestructurePagesRequest, RestructurePagesResponse
 from gateway.errors import ModelResponse
-from gateway.inputs import read_body
 from gateway.openapi import PARSING_ERRORS, request_body
-from gateway.parsing import ParsingCall, name_call, open_call, parsing_call
+from gateway.parsing import ParsingCall, json_call, parsing_call
 from gateway.resources import Gateway, get_gateway
 
 router = APIRouter(tags=["parsing"])
@@ -97,11 +95,7 @@ def sse_event(name: str, data: BaseModel) -> bytes:
         "application/json": {"schema": {"$ref": "#/components/schemas/RestructurePagesRequest"}}}}},
 )
 async def restructure_pages(request: Request, gateway: Gateway = Depends(get_gateway)) -> Response:
-    received = time.time()
-    call = open_call(request, gateway)
-    raw = await read_body(request, gateway.settings.gateway.max_body_bytes)
-    body = json_object(raw, MalformedBodyError, max_entries=MAX_ENTRIES)
-    name_call(call, log_id_for(body), received)
+    call, body = await json_call(request, gateway, MAX_ENTRIES)
     parse_request(body, RestructurePagesRequest)  # a bad field is a 422 here, before Triton
     timeout = gateway.settings.gateway.inference_timeout
     envelope = await call.within(gateway.triton.restructure({**body, "logId": call.log_id}, call.log_id, timeout))

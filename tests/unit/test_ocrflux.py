@@ -6,6 +6,7 @@ import pytest
 
 from docparse.errors import InvalidRequestError
 from docparse.ocrflux import ConvertOptions, markdown_to_text
+from docparse.protocol import parse_request
 
 
 def test_text_is_markdown_without_its_markup():
@@ -21,16 +22,16 @@ def test_text_is_markdown_without_its_markup():
 
 
 def test_the_layout_request_carries_retries_and_the_merge_choice():
-    options = ConvertOptions.parse({"max_page_retries": "2", "pages": "1-2"})
+    options = parse_request({"max_page_retries": "2", "pages": "1-2"}, ConvertOptions)
     assert options.layout_request("QUJD", "id", skip_merge_default=False) == {
         "file": "QUJD", "logId": "id", "restructurePages": True, "maxPageRetries": 2, "pages": "1-2",
     }
-    skipped = ConvertOptions.parse({"skip_cross_page_merge": "true"}).layout_request("QUJD", "id", False)
+    skipped = parse_request({"skip_cross_page_merge": "true"}, ConvertOptions).layout_request("QUJD", "id", False)
     assert skipped["restructurePages"] is False
-    assert ConvertOptions.parse({}).layout_request("QUJD", "id", skip_merge_default=True)["restructurePages"] is False
+    assert parse_request({}, ConvertOptions).layout_request("QUJD", "id", skip_merge_default=True)["restructurePages"] is False
 
 
 @pytest.mark.parametrize(("fields", "message"), [({"output_format": "pdf"}, "output_format"), ({"x": "1"}, "'x'")])
 def test_bad_options_name_the_field(fields, message):
     with pytest.raises(InvalidRequestError, match=message):
-        ConvertOptions.parse(fields)
+        parse_request(fields, ConvertOptions)
