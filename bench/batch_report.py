@@ -54,7 +54,8 @@ def point_summary(point: dict, images_per_batch: int, ideal: float | None) -> di
         "cpu_total_per_image_s": cpu["total_per_page_s"],
         "stack_cores": cpu["total_s"] / window,
         "machine_busy_cores": machine / window if machine is not None else None,
-        "other_cores": cpu["outside_stack_s"] / window if machine is not None else None,
+        # At least 0: the machine's counter and the processes' are read a moment apart.
+        "other_cores": max(0.0, cpu["outside_stack_s"] / window) if machine is not None else None,
     }
 
 
