@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from docparse.extraction import parse_schema
-from docparse.protocol import MAX_LOG_ID, MAX_PAGES_SPEC
+from docparse.protocol import MAX_PAGES_SPEC, LogId
 from docparse.recognition.tasks import TaskTable
 from docparse.responses import ErrorEnvelope, PageResult
 from docparse.settings import MIN_DPI
@@ -52,7 +52,7 @@ class _Form(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     max_tokens: int | None = Field(None, ge=1, description="Most tokens the VLM writes per region (default HPS_VLM_MAX_TOKENS).")
-    logId: str | None = Field(None, max_length=MAX_LOG_ID, description="Request id echoed in the answer and logs.")
+    logId: LogId | None = Field(None, description="Request id echoed in the answer and logs (printable ASCII).")
 
 
 class RecognizeForm(_Form):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from docparse.protocol import MAX_LOG_ID, MAX_PAGE_RETRIES, MAX_PAGES_SPEC
+from docparse.protocol import MAX_PAGE_RETRIES, MAX_PAGES_SPEC, LogId
 from docparse.responses import ErrorEnvelope, LayoutParsingResult, PageResult
 from docparse.settings import MIN_DPI
 
@@ -40,7 +40,7 @@ class ConvertOptions(BaseModel):
     )
     pages: str | None = Field(None, max_length=MAX_PAGES_SPEC, description='1-based ranges, "1-3,7"; null = all.')
     dpi: int | None = Field(None, ge=MIN_DPI, description="Rendering resolution of PDF pages (default HPS_RENDER_DPI).")
-    logId: str | None = Field(None, max_length=MAX_LOG_ID, description="Request id echoed in the answer and logs.")
+    logId: LogId | None = Field(None, description="Request id echoed in the answer and logs (printable ASCII).")
 
     def layout_request(self, file: str, log_id: str, skip_merge_default: bool) -> dict[str, Any]:
         """The ``/layout-parsing`` request of this conversion (``file``: base64 or URL)."""

@@ -12,12 +12,21 @@ import binascii
 import json
 import re
 import uuid
-from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
+from typing import Annotated, Any, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import orjson
 import pybase64
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from docparse.errors import DocParseError, InvalidRequestError, clip
 from docparse.extraction import parse_schema
@@ -27,6 +36,20 @@ from docparse.types import LayoutParams, RecognitionParams
 M = TypeVar("M", bound=BaseModel)
 
 MAX_LOG_ID = 128  # characters of a logId
+_LOG_ID = re.compile(r"[\x20-\x7e]{1,%d}" % MAX_LOG_ID)
+
+
+def _checked_log_id(value: str) -> str:
+    if not _LOG_ID.fullmatch(value):
+        raise ValueError(
+            f"must be 1 to {MAX_LOG_ID} printable ASCII characters: it travels in HTTP headers "
+            "(X-Log-Id, X-Request-Id to the VLM) and log lines"
+        )
+    return value
+
+
+#: A request's id, as every request model takes it.
+LogId = Annotated[str, AfterValidator(_checked_log_id)]
 MAX_PAGE_RETRIES = 5  # more would only multiply the VLM work of a hopeless page
 # Characters of a page selection: every page of the longest document listed one by one
 # fits; parsing a megabyte of "1,1,1…" would take seconds.
@@ -159,9 +182,7 @@ class LayoutParsingRequest(LayoutOptions):
         description="Times a page's bad regions (failed, degenerate, or all empty) are read again, "
         "a little warmer each time; default HPS_MAX_PAGE_RETRIES.",
     )
-    logId: str | None = Field(
-        None, max_length=MAX_LOG_ID, description="Request id echoed in the response and logs."
-    )
+    logId: LogId | None = Field(None, description="Request id echoed in the response and logs (printable ASCII).")
 
     restructurePages: bool | None = Field(
         None,
@@ -368,7 +389,9 @@ def new_log_id() -> str:
 
 def log_id_for(request: dict) -> str:
     """The request's logId: the caller's (cut to the 128 characters the field allows)
-    when it sent one, else a new one. Every entry point (the gateway, the Triton models)
+    when it sent a printable one, else a new one. Every entry point (the gateway, the Triton models)
     picks it this one way, so a request keeps its id on every hop."""
     given = request.get("logId")
-    return given[:MAX_LOG_ID] if isinstance(given, str) and given else new_log_id()
+    if isinstance(given, str) and _LOG_ID.fullmatch(given[:MAX_LOG_ID]):
+        return given[:MAX_LOG_ID]
+    return new_log_id()  # none, or one no header could carry

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from docparse.merge import MergeOptions, concatenate_pages, restructure_pages
-from docparse.protocol import DEFAULT_MARKDOWN_IGNORE_LABELS, MAX_LOG_ID
+from docparse.protocol import DEFAULT_MARKDOWN_IGNORE_LABELS, LogId
 from docparse.responses import (
     LayoutDetBox,
     LayoutDetResult,
@@ -86,7 +86,7 @@ class RestructurePagesRequest(BaseModel):
     showFormulaNumber: bool = Field(False, description="Accepted for compatibility; ignored.")
     returnMarkdownImages: bool = Field(True, description="Return figure crops in markdown.images.")
     outputFormats: list[str] | None = Field(None, description="Accepted for compatibility; ignored.")
-    logId: str | None = Field(None, max_length=MAX_LOG_ID, description="Request id echoed in the answer and logs.")
+    logId: LogId | None = Field(None, description="Request id echoed in the answer and logs (printable ASCII).")
 
 
 class RestructurePagesResult(BaseModel):

@@ -70,6 +70,10 @@ def test_layout_options_alone_validate_like_the_request():
 def test_the_log_id_is_the_callers_cut_to_the_field_limit_or_a_new_one():
     assert log_id_for({"logId": "mine"}) == "mine"
     assert log_id_for({"logId": "x" * 300}) == "x" * 128
+    # One that no HTTP header could carry (the VLM call's X-Request-Id) is not taken.
+    assert log_id_for({"logId": "a\x04b"}) != "a\x04b" and log_id_for({"logId": "文档"}) != "文档"
+    with pytest.raises(InvalidRequestError, match="field 'logId': .*printable ASCII"):
+        parse_request({"file": "aGk=", "logId": "line\nbreak"})
     fresh = {log_id_for({}), log_id_for({"logId": ""}), log_id_for({"logId": 7})}
     assert len(fresh) == 3 and all(len(i) == 32 for i in fresh)
 
