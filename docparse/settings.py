@@ -10,59 +10,23 @@ import time; tests pass groups to the constructor
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from docparse.extraction import DEFAULT_PROMPT as DEFAULT_EXTRACT_PROMPT
+from docparse.settings_env import SettingsError, SettingsGroup, TextList, env_alias
 from docparse.types import Task
+
+__all__ = ["MIN_DPI", "Settings", "SettingsError"]
 
 MIN_DPI = 36  # below this a page's text is unreadable to any model
 
 
-class SettingsError(Exception):
-    """Settings that cannot be used; the message names each wrong variable."""
-
-
-class _Group(BaseSettings):
-    """A group of settings read from its own environment variables."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="HPS_",
-        env_ignore_empty=True,  # "HPS_LAYOUT_MODEL_DIR=" in a .env means unset
-        extra="forbid",
-        populate_by_name=True,
-        frozen=True,
-    )
-
-    @classmethod
-    def env_name(cls, field: str) -> str:
-        """The environment variable that sets ``field``."""
-        alias = cls.model_fields[field].validation_alias
-        if isinstance(alias, AliasChoices):
-            return str(alias.choices[0])
-        return f"{cls.model_config['env_prefix']}{field}".upper()
-
-
-def _env(name: str, field: str) -> AliasChoices:
-    """A field read from an environment variable outside its group's prefix."""
-    return AliasChoices(name, field)
-
-
-class GeneralSettings(_Group):
+class GeneralSettings(SettingsGroup):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process (HPS_LOG_LEVEL)."
     )
@@ -73,7 +37,7 @@ class GeneralSettings(_Group):
     )
 
 
-class DocumentSettings(_Group):
+class DocumentSettings(SettingsGroup):
     render_dpi: int = Field(144, ge=MIN_DPI, description="Default DPI for PDF pages.")
     max_render_dpi: int = Field(300, ge=MIN_DPI, description="Largest DPI a request may ask for.")
     max_pages: int = Field(1000, ge=1, description="Most pages one request may select; more is refused (413).")
@@ -97,7 +61,7 @@ class DocumentSettings(_Group):
     )
 
 
-class OrchestratorSettings(_Group):
+class OrchestratorSettings(SettingsGroup):
     max_documents_in_flight: int = Field(
         64, ge=1, description="Documents the orchestrator works on at once; later ones wait."
     )
@@ -114,11 +78,11 @@ class OrchestratorSettings(_Group):
         description="Pages being worked on at once over all documents of one orchestrator; "
         "each holds its rendered image (6 MB for A4 at 144 dpi) in Triton's shared memory.",
     )
-    max_page_retries: int = Field(1, ge=0, le=5, validation_alias=_env("HPS_MAX_PAGE_RETRIES", "max_page_retries"),
+    max_page_retries: int = Field(1, ge=0, le=5, validation_alias=env_alias("HPS_MAX_PAGE_RETRIES", "max_page_retries"),
                                   description="Times a page's bad regions are read again (docparse/page_retries.py).")
 
 
-class LayoutSettings(_Group):
+class LayoutSettings(SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="HPS_LAYOUT_")
 
     backend: Literal["paddlex", "cpu"] = Field(
@@ -137,7 +101,7 @@ class LayoutSettings(_Group):
     batch_size: int = Field(8, ge=1, description="Most pages in one layout forward pass.")
     gpu_device_id: int = Field(
         0,
-        validation_alias=_env("GPU_DEVICE_ID", "gpu_device_id"),
+        validation_alias=env_alias("GPU_DEVICE_ID", "gpu_device_id"),
         description="GPU used by the layout model when HPS_LAYOUT_DEVICE=gpu.",
     )
 
@@ -147,10 +111,10 @@ class LayoutSettings(_Group):
         return "cpu" if self.device == "cpu" else f"gpu:{self.gpu_device_id}"
 
 
-class RecognitionSettings(_Group):
+class RecognitionSettings(SettingsGroup):
     engine: Literal["vlm", "cpu"] = Field(
         "vlm",
-        validation_alias=_env("HPS_RECOGNIZER", "engine"),
+        validation_alias=env_alias("HPS_RECOGNIZER", "engine"),
         description="Recognition engine: vlm (GLM-OCR) or cpu (PP-OCRv6 from the rapidocr wheel).",
     )
     label_tasks: dict[str, Task] = Field(
@@ -161,13 +125,13 @@ class RecognitionSettings(_Group):
     )
     extract_prompt: str = Field(
         DEFAULT_EXTRACT_PROMPT,
-        validation_alias=_env("HPS_EXTRACT_PROMPT", "extract_prompt"),
+        validation_alias=env_alias("HPS_EXTRACT_PROMPT", "extract_prompt"),
         min_length=1,
         description="Information extraction: the prompt before the answer's JSON template (GLM-OCR's own).",
     )
 
 
-class VlmSettings(_Group):
+class VlmSettings(SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="HPS_VLM_")
 
     url: str = Field(
@@ -214,7 +178,7 @@ class VlmSettings(_Group):
         return value.rstrip("/")
 
 
-class CropSettings(_Group):
+class CropSettings(SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="HPS_CROP_")
 
     padding: int = Field(4, ge=0, description="Pixels added around each region crop.")
@@ -224,13 +188,13 @@ class CropSettings(_Group):
     )
 
 
-class GatewaySettings(_Group):
+class GatewaySettings(SettingsGroup):
     host: str = Field("0.0.0.0", description="Address the gateway listens on.")
     port: int = Field(8080, ge=1, le=65535, description="Port the gateway listens on.")
     workers: int = Field(
         4,
         ge=1,
-        validation_alias=_env("UVICORN_WORKERS", "workers"),
+        validation_alias=env_alias("UVICORN_WORKERS", "workers"),
         description="Gateway worker processes (gunicorn with uvicorn workers).",
     )
     triton_url: str = Field("127.0.0.1:8001", description="Triton's gRPC address (host:port) used by the gateway.")
@@ -258,7 +222,7 @@ class GatewaySettings(_Group):
         description="Largest request body (and fetched URL) in bytes; more is refused (413).",
     )
     max_batch_images: int = Field(64, ge=1, description="Most images in one /api/ocr/batch request (413 past it).")
-    skip_cross_page_merge: bool = Field(False, validation_alias=_env("HPS_SKIP_CROSS_PAGE_MERGE", "skip_cross_page_merge"),
+    skip_cross_page_merge: bool = Field(False, validation_alias=env_alias("HPS_SKIP_CROSS_PAGE_MERGE", "skip_cross_page_merge"),
                                         description="/convert/*: join pages as they are, no cross-page merge.")
     allow_url_input: bool = Field(False, description="Accept http(s) URLs in 'file'; the gateway fetches them.")
     url_allow_private: bool = Field(
@@ -273,22 +237,10 @@ class GatewaySettings(_Group):
     log_health_checks: bool = Field(False, description="Write access-log lines for /health and /metrics too.")
 
 
-def _text_list(value: Any) -> Any:
-    """A list from the environment: a JSON list, or comma-separated text."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("["):
-        return json.loads(text)
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-#: A tuple of strings read as a JSON list or as comma-separated text.
-TextList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_text_list)]
 _ORIGIN = re.compile(r"^https?://[^/\s]+$")
 
 
-class JobSettings(_Group):
+class JobSettings(SettingsGroup):
     """The async jobs API (``/jobs``): where jobs are kept, how many, for how long, and
     how they are run by the gateway workers."""
 
@@ -296,7 +248,7 @@ class JobSettings(_Group):
 
     data_dir: Path = Field(
         Path("data"),
-        validation_alias=_env("HPS_DATA_DIR", "data_dir"),
+        validation_alias=env_alias("HPS_DATA_DIR", "data_dir"),
         description="Directory of the embedded job store (SQLite) and other lasting data.",
     )
     store: str | None = Field(
@@ -310,7 +262,7 @@ class JobSettings(_Group):
     max_queued: int = Field(
         1000,
         ge=1,
-        validation_alias=_env("HPS_MAX_QUEUED_JOBS", "max_queued"),
+        validation_alias=env_alias("HPS_MAX_QUEUED_JOBS", "max_queued"),
         description="Jobs waiting at once, all callers; more is refused with 503 and Retry-After.",
     )
     max_document_bytes: int = Field(
@@ -332,15 +284,15 @@ class JobSettings(_Group):
     )
     webhook_secret: str | None = Field(
         None,
-        validation_alias=_env("HPS_WEBHOOK_SECRET", "webhook_secret"),
+        validation_alias=env_alias("HPS_WEBHOOK_SECRET", "webhook_secret"),
         description="Key of the HMAC-SHA256 signature of callbackUrl deliveries; unset: unsigned.",
     )
     webhook_attempts: int = Field(
-        6, ge=1, validation_alias=_env("HPS_WEBHOOK_ATTEMPTS", "webhook_attempts"),
+        6, ge=1, validation_alias=env_alias("HPS_WEBHOOK_ATTEMPTS", "webhook_attempts"),
         description="Deliveries of a callback tried before it is given up (backoff 1, 2, 4… s, at most 300).",
     )
     webhook_timeout: float = Field(
-        10.0, gt=0, validation_alias=_env("HPS_WEBHOOK_TIMEOUT", "webhook_timeout"),
+        10.0, gt=0, validation_alias=env_alias("HPS_WEBHOOK_TIMEOUT", "webhook_timeout"),
         description="Seconds one callback delivery may take.",
     )
 
@@ -349,7 +301,7 @@ class JobSettings(_Group):
         return self.store or f"sqlite:///{(self.data_dir / 'jobs.sqlite3').resolve()}"
 
 
-class AuthSettings(_Group):
+class AuthSettings(SettingsGroup):
     """Who may call the gateway (API keys), how much (quotas), from which web pages (CORS)."""
 
     api_keys: str | None = Field(
@@ -362,7 +314,7 @@ class AuthSettings(_Group):
     )
     open_paths: TextList = Field(
         ("/health", "/health/ready"),
-        validation_alias=_env("HPS_AUTH_OPEN_PATHS", "open_paths"),
+        validation_alias=env_alias("HPS_AUTH_OPEN_PATHS", "open_paths"),
         description="Paths answered without a key when keys are on, comma-separated "
         "(add /metrics, or /docs,/redoc,/openapi.json, to open them).",
     )
@@ -399,7 +351,7 @@ class AuthSettings(_Group):
         return origins
 
 
-_GROUPS: dict[str, type[_Group]] = {
+_GROUPS: dict[str, type[SettingsGroup]] = {
     "general": GeneralSettings,
     "documents": DocumentSettings,
     "orchestrator": OrchestratorSettings,

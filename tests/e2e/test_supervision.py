@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from docparse.cli import sse_events
-from docparse.client import request_for
+from docparse.client import MODELS, request_for
 from scripts.gateway_local import GatewayServer
 from scripts.triton_local import TritonServer
 from tests.conftest import triton_env
@@ -81,8 +81,8 @@ def test_a_killed_tritonserver_fails_requests_in_flight_with_503_and_leaves_noth
     with triton, GatewayServer(env=gateway_env(triton, vlm), workers=1, log_path=tmp_path / "gateway.log") as gateway:
         server = triton.process.pid
         stubs = stubs_of(server)
-        assert len(stubs) == 4, stubs  # one per model
-        watchdogs = wait_for(lambda: len(watchdogs_of(stubs)) == 4 and watchdogs_of(stubs), 10, "4 watchdogs")
+        assert len(stubs) == len(MODELS), stubs  # one per model
+        watchdogs = wait_for(lambda: len(watchdogs_of(stubs)) == len(MODELS) and watchdogs_of(stubs), 10, "the watchdogs")
         assert triton.shm_regions()
 
         requests = InFlight(gateway.url, request_for(sample_pdf(pages=6)))

@@ -102,6 +102,7 @@ def test_the_image_start_command_serves_our_repository(tmp_path, tiny_layout_dir
             "layout_detection": "READY",
             "layout-parsing-stream": "READY",
             "layout-parsing": "READY",
+            "restructure-pages": "READY",
         }
         envelope = TritonLayoutClient(f"127.0.0.1:{grpc_port}", timeout=120).parse(
             request_for(sample_pdf(pages=1), logId="entrypoint")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from docparse.settings import Settings, SettingsError, VlmSettings
+from docparse.settings import RecognitionSettings, Settings, SettingsError, VlmSettings
 from docparse.types import Task
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -114,3 +114,13 @@ def test_groups_given_to_the_constructor_replace_the_environment(monkeypatch):
     assert settings.vlm.max_retries == 0
     with pytest.raises(ValidationError, match="max_retry"):
         VlmSettings(max_retry=0)  # a typo in code fails loudly
+
+
+def test_a_value_read_without_a_utf8_locale_is_decoded():
+    """A Triton stub embeds Python with no UTF-8 locale where LANG is unset: os.environ
+    then holds a non-ASCII value's bytes as surrogates (HPS_EXTRACT_PROMPT's default is
+    Chinese). Every model failed to load on it in the container's start command."""
+    as_read = "请按下列JSON格式输出图中信息:".encode().decode("ascii", "surrogateescape")
+    assert RecognitionSettings(extract_prompt=as_read).extract_prompt == "请按下列JSON格式输出图中信息:"
+    prompts = RecognitionSettings(task_prompts={"text": as_read}).task_prompts
+    assert prompts[Task.TEXT] == "请按下列JSON格式输出图中信息:"
