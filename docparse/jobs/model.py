@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from docparse.protocol import LayoutParsingRequest
 
@@ -36,6 +36,18 @@ class JobRequest(LayoutParsingRequest):
         description="http(s) URL that receives a POST of the job's JobInfo when it ends, "
         "signed with HMAC-SHA256 (X-DocParse-Signature) when HPS_WEBHOOK_SECRET is set.",
     )
+
+    @field_validator("restructurePages")
+    @classmethod
+    def _not_restructured(cls, value: bool | None) -> bool | None:
+        """A job's pages are stored as they are parsed, and a resumed job parses only the
+        pages left: the document is not restructured here (rather than silently not)."""
+        if value:
+            raise ValueError(
+                "jobs do not restructure documents yet: restructure the pages of the job's result "
+                "with POST /restructure-pages, or use /layout-parsing or /convert/file"
+            )
+        return value
 
 
 class _Model(BaseModel):
