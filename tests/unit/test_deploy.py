@@ -75,6 +75,7 @@ def test_compose_profiles_pick_one_whole_stack():
     assert by_profile == {
         "gpu": {"vlm", "tritonserver", "gateway"},
         "cpu": {"tritonserver-cpu", "gateway-cpu"},
+        "second-vlm": {"vlm-second"},  # an addition to gpu, not a stack of its own
     }
     assert env_example_sections()[COMPOSE_SECTION]["COMPOSE_PROFILES"] == "gpu"
 
@@ -98,6 +99,19 @@ def test_compose_gpu_stack_is_wired_in_order():
         assert service["restart"] == "unless-stopped", name
         assert service["healthcheck"]["start_period"], name
     assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", services["vlm"]["image"])
+
+
+def test_a_second_vlm_starts_after_the_first_and_before_triton():
+    """Two vLLMs on one GPU: the second starts once the first is healthy (each measures
+    the free memory when it starts), Triton once both are; its memory fraction and
+    decode slots come from .env."""
+    services = compose_spec()["services"]
+    second = services["vlm-second"]
+    assert second["depends_on"]["vlm"]["condition"] == "service_healthy"
+    assert services["tritonserver"]["depends_on"]["vlm-second"] == {"condition": "service_healthy", "required": False}
+    for variable in ("VLLM_SECOND_GPU_MEMORY_UTILIZATION", "VLLM_SECOND_MAX_NUM_SEQS"):
+        assert f"${{{variable}:-" in second["command"]
+    assert second["image"] == services["vlm"]["image"]
 
 
 def test_compose_restarts_a_dead_tritonserver_and_the_gateway_rides_it_out():

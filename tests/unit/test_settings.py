@@ -46,6 +46,9 @@ def test_env_example_has_the_compose_section():
         "VLLM_GPU_MEMORY_UTILIZATION",
         "VLLM_MAX_MODEL_LEN",
         "VLLM_EXTRA_ARGS",
+        *(f"VLLM_SECOND_{name}" for name in (
+            "MODEL_DIR", "SERVED_NAME", "MAX_NUM_SEQS", "GPU_MEMORY_UTILIZATION", "MAX_MODEL_LEN", "EXTRA_ARGS",
+        )),
     }
 
 
