@@ -163,6 +163,29 @@ class VlmSettings(SettingsGroup):
     )
     max_tokens: int = Field(8192, ge=1, description="Default max_tokens per region.")
     temperature: float = Field(0.0, ge=0, description="Default sampling temperature.")
+    profiles: str | None = Field(
+        None,
+        description="Named VLM profiles a request picks with `model` (docparse/recognition/profiles.py): "
+        "a JSON or YAML list, or a path to such a file; unset: one profile from these HPS_VLM_* settings.",
+    )
+
+    @property
+    def profile_list(self) -> tuple:
+        """The profiles, the first the default (``docparse.recognition.profiles``)."""
+        from docparse.recognition.profiles import read_profiles  # it imports this module's group
+
+        return read_profiles(self.profiles, self)
+
+    @model_validator(mode="after")
+    def _profiles_valid(self) -> "VlmSettings":
+        """Bad profiles fail at start, naming the profile and field."""
+        from docparse.settings_env import SettingsError
+
+        try:
+            self.profile_list
+        except SettingsError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @property
     def health_url(self) -> str:
