@@ -8,23 +8,13 @@ again from a saved ``results.json``:  python -m bench.report bench/results/<run>
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from docparse.compare.metrics import percentile
+
 JSON_NAME, MARKDOWN_NAME, PLOT_NAME = "results.json", "results.md", "results.png"
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) with linear interpolation between closest ranks
-    (numpy's default); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def distribution(values: Sequence[float]) -> dict[str, float | int | None]:

@@ -3,6 +3,7 @@
     docparse parse report.pdf --pages 1-3 --out out/    # out/report.md, out/report.json, figures
     docparse health                                     # the gateway's /health/ready
     docparse submit report.pdf --wait --out out/        # a background job (docparse/cli_jobs.py)
+    docparse compare a.pdf --models m1,m2 --out cmp/    # two VLM profiles side by side (docparse/compare/)
 
 The gateway is DOCPARSE_URL (default http://127.0.0.1:8080) or --url; with API keys on,
 DOCPARSE_API_KEY is sent as the bearer token (never an option: a command line is seen by
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     from docparse.cli_jobs import add_job_commands  # imported here: it imports this module
 
     add_job_commands(commands, url_help)
+    from docparse.compare.command import add_compare_command
+
+    add_compare_command(commands, url_help)
     return parser
 
 
