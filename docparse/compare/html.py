@@ -16,22 +16,25 @@ td:first-child,th:first-child{text-align:left}pre{white-space:pre-wrap;backgroun
 COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"]
 
 
-def bars(title: str, groups: list[tuple[str, list[float | None]]], series: list[str], unit: str = "") -> str:
-    """A grouped bar chart as inline SVG: one group per label, one bar per series."""
-    top = max([v for _, values in groups for v in values if v is not None] + [1e-9])
-    width, bar, gap, height = 640, 18, 14, 180
-    group_w = bar * len(series) + gap
+def bars(title: str, groups: list[tuple[str, list[float | None]]], series: list[str], unit: str = "",
+         top: float | None = None) -> str:
+    """A grouped bar chart as inline SVG: one group per label, one bar per series; the
+    axis up to ``top`` (a ratio's 1.0), else the largest value."""
+    top = top or max([v for _, values in groups for v in values if v is not None] + [1e-9])
+    top = max([top] + [v for _, values in groups for v in values if v is not None])  # a CER past 1
+    width, bar, height = 640, 18, 180
+    group_w = max(bar * len(series) + 14, 84)  # room for the label under it
     width = max(width, 60 + group_w * len(groups))
     parts = [f'<svg role="img" width="{width}" height="{height + 60}">',
              f'<title>{escape(title)}</title><text x="4" y="14" font-weight="bold">{escape(title)}</text>']
     for g, (label, values) in enumerate(groups):
         x0 = 50 + g * group_w
         for s, value in enumerate(values):
-            h = 0 if value is None else value / top * height
+            h = 0 if value is None else min(value / top, 1) * height
             x, y = x0 + s * bar, 24 + height - h
             parts.append(f'<rect x="{x}" y="{y:.1f}" width="{bar - 2}" height="{h:.1f}" fill="{COLOURS[s % 4]}">'
                          f'<title>{escape(series[s])} {escape(label)}: {number(value)}{unit}</title></rect>')
-        parts.append(f'<text x="{x0}" y="{height + 40}" font-size="10">{escape(label[:14])}</text>')
+        parts.append(f'<text x="{x0}" y="{height + 40}" font-size="10">{escape(label[:13])}</text>')
     parts.append(f'<text x="4" y="{24 + 10}" font-size="10">{number(top, 2)}{unit}</text>')
     for s, name in enumerate(series):
         parts.append(f'<rect x="{50 + s * 140}" y="{height + 48}" width="10" height="10" fill="{COLOURS[s % 4]}"/>'
@@ -45,10 +48,10 @@ def charts(result: dict[str, Any]) -> str:
     out = [bars("Latency per model (s)", [(k, [summary[k]["latency_p50_s"], summary[k]["latency_p95_s"]]) for k in keys],
                 ["p50", "p95"], " s")]
     pages = [(f"{doc['document']} p{page['page']}", [page["similarity"]]) for doc in result["documents"] for page in doc["pages"]]
-    out.append(bars("Similarity of the two outputs per page", pages, ["similarity"]))
+    out.append(bars("Similarity of the two outputs per page", pages, ["similarity"], top=1.0))
     if result["scoring_method"]:
         out.append(bars("Word F1 and CER per model", [(k, [summary[k]["word_f1"], summary[k]["cer"]]) for k in keys],
-                        ["word F1", "CER"]))
+                        ["word F1", "CER"], top=1.0))
     return "\n".join(out)
 
 
