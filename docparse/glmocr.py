@@ -52,6 +52,7 @@ class _Form(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     max_tokens: int | None = Field(None, ge=1, description="Most tokens the VLM writes per region (default HPS_VLM_MAX_TOKENS).")
+    model: str | None = Field(None, min_length=1, max_length=200, description="The VLM profile (GET /api/info `models`); default the first.")
     logId: LogId | None = Field(None, description="Request id echoed in the answer and logs (printable ASCII).")
 
 
@@ -92,8 +93,15 @@ def image_request(file_b64: str, task: str, form: _Form, log_id: str) -> dict[st
         "file": file_b64, "fileType": 1, "useLayoutDetection": False,
         "promptLabel": PROMPT_LABEL[task], "logId": log_id,
     }
+    return _common(request, form)
+
+
+def _common(request: dict[str, Any], form: _Form) -> dict[str, Any]:
+    """The fields every form passes on as they are: max_tokens and model."""
     if form.max_tokens is not None:
         request["maxNewTokens"] = form.max_tokens
+    if form.model is not None:
+        request["model"] = form.model
     return request
 
 
@@ -111,9 +119,7 @@ def document_request(file_b64: str, form: DocumentForm, log_id: str) -> dict[str
         request["dpi"] = form.dpi
     if not form.enable_layout:
         request.update(useLayoutDetection=False, promptLabel=PROMPT_LABEL[form.task])
-    if form.max_tokens is not None:
-        request["maxNewTokens"] = form.max_tokens
-    return request
+    return _common(request, form)
 
 
 # --- answers ----------------------------------------------------------------------------
@@ -222,6 +228,7 @@ class InfoResponse(_Answer):
     layout_detection: bool
     layout_model: str
     recognizer: str
+    models: list[str] = Field(default_factory=list, description="Names a request's `model` may give, the default first.")
     endpoints: dict[str, str]
 
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import AsyncIterator, Awaitable, Callable, Protocol
+from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -29,12 +29,13 @@ from docparse.assemble import (
     image_path_for,
     reading_order,
 )
-from docparse.errors import DocParseError, NotSupportedError, as_error
+from docparse.errors import DocParseError, InvalidRequestError, NotSupportedError, as_error
 from docparse.merge import Restructuring
 from docparse.outcome import DocumentOutcome
 from docparse.page_retries import bad_regions, give_up, retry_temperature
 from docparse.protocol import LayoutOptions, LayoutParsingRequest
 from docparse.recognition.base import Recognizer
+from docparse.recognition.page_markdown import split_blocks
 from docparse.responses import DataInfo, FinalEvent, ModelSettings, PageEvent, PageResult, PageSize, Timings
 from docparse.types import LayoutBox, RegionJob, RegionResult, Task
 
@@ -89,6 +90,7 @@ class _Document:
     started: "asyncio.Queue[asyncio.Task | None]" = field(default_factory=asyncio.Queue)
     budget_held: int = 0  # pages counted in the process-wide budget
     kept: list[PageResult] | None = None  # the pages, kept when the request restructures them
+    recognizer: Recognizer | None = None  # the request's profile (``model``)
 
 
 @dataclass
@@ -105,6 +107,9 @@ class DocumentPipeline:
     max_pages_in_process: int = 64
     max_page_retries: int = 1  # HPS_MAX_PAGE_RETRIES: a request's maxPageRetries wins
     default_temperature: float = 0.0  # HPS_VLM_TEMPERATURE: where page retries warm up from
+    # Every name a request's ``model`` may give (VLM profiles), the default first; unset:
+    # ``recognizer`` alone, under its own name.
+    recognizers: Mapping[str, Recognizer] | None = None
 
     def __post_init__(self) -> None:
         self._page_budget = asyncio.Semaphore(self.max_pages_in_process)
@@ -123,13 +128,15 @@ class DocumentPipeline:
         emitting the pages finished before it; fails at once when the recogniser is
         known to be down."""
         started = time.perf_counter()
-        if request.jsonSchema is not None and not self.recognizer.supports_extraction:
+        recognizer = self.recognizer_for(request.model)
+        if request.jsonSchema is not None and not recognizer.supports_extraction:
             raise NotSupportedError(
-                f"information extraction needs a VLM; this server reads with {self.recognizer.name} "
+                f"information extraction needs a VLM; this server reads with {recognizer.name} "
                 "(HPS_RECOGNIZER=cpu): run it with HPS_RECOGNIZER=vlm and a VLM server"
             )
-        await self.recognizer.ensure_available()
+        await recognizer.ensure_available()
         document = _Document(request, log_id, is_cancelled, asyncio.Semaphore(self.max_pages_in_flight))
+        document.recognizer = recognizer
         restructuring = Restructuring.of(request)
         document.kept = [] if restructuring is not None else None
         producer = asyncio.create_task(self._produce(document, pages))
@@ -153,6 +160,16 @@ class DocumentPipeline:
         )
         await emit(final)
         return final
+
+    def recognizer_for(self, model: str | None) -> Recognizer:
+        """The recognizer a request's ``model`` names (the default when it names none);
+        an unknown name is refused (422) listing the known ones."""
+        named = dict(self.recognizers) if self.recognizers else {self.recognizer.name: self.recognizer}
+        if model is None:
+            return next(iter(named.values())) if self.recognizers else self.recognizer
+        if model not in named:
+            raise InvalidRequestError(f"field 'model': unknown model {model!r}; known: {', '.join(named)}")
+        return named[model]
 
     async def _produce(self, document: "_Document", pages: PageStream) -> None:
         """Start each page as it is rendered, within the document's and the process's
@@ -212,24 +229,24 @@ class DocumentPipeline:
         """One page's result, the page's failure (it failed as a whole) and its regions'
         failures. A failure here becomes an error on that page, never a lost page."""
         try:
-            result, results = await self._parse_page(document.request, page, document.log_id, document.timings)
+            result, results = await self._parse_page(document, page)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the page is kept with its error
             failure = as_error(exc)
             log.error("logId=%s page=%d failed: %s", document.log_id, page.index + 1, failure.message)
-            settings = self.model_settings(document.request)
+            settings = self.model_settings(document.request, document.recognizer)
             failed = failed_page_result(page.index, page.width, page.height, settings, failure.message)
             return page.index, failed, failure, []
         return page.index, result, None, [r.failure for r in results if r.failure is not None]
 
     async def _recognize(
-        self, request: LayoutParsingRequest, page: Page, jobs: list[RegionJob], log_id: str
+        self, recognizer: Recognizer, request: LayoutParsingRequest, page: Page, jobs: list[RegionJob], log_id: str
     ) -> list[RegionResult]:
         """Every region read; the bad ones (``docparse.page_retries``) read again up to
         the request's page retries, a little warmer each time, then marked failed."""
         params = request.recognition_params(log_id)
-        results = await self.recognizer.recognize(page.image, jobs, params)
+        results = await recognizer.recognize(page.image, jobs, params)
         retries = self.max_page_retries if request.maxPageRetries is None else request.maxPageRetries
         base = self.default_temperature if params.temperature is None else params.temperature
         for attempt in range(1, retries + 1):
@@ -238,26 +255,27 @@ class DocumentPipeline:
             log.warning("logId=%s page=%d retry %d of %d for %d region(s): %s", log_id, page.index + 1,
                         attempt, retries, len(bad), next(iter(bad.values())))
             warmer = replace(params, temperature=retry_temperature(base, attempt))
-            again = await self.recognizer.recognize(page.image, [jobs[i] for i in bad], warmer)
+            again = await recognizer.recognize(page.image, [jobs[i] for i in bad], warmer)
             for i, result in zip(bad, again):
                 results[i] = result
         give_up(results, bad_regions(jobs, results))
         return results
 
-    def model_settings(self, request: LayoutParsingRequest) -> ModelSettings:
+    def model_settings(self, request: LayoutParsingRequest, recognizer: Recognizer | None = None) -> ModelSettings:
         """What the page result says about how it was made."""
         return ModelSettings(
             use_layout_detection=request.useLayoutDetection is not False,
             layout_model=self.layout_model,
-            recognizer=self.recognizer.name,
+            recognizer=(recognizer or self.recognizer).name,
         )
 
-    async def _parse_page(
-        self, request: LayoutParsingRequest, page: Page, log_id: str, timings: Timings
-    ) -> tuple[PageResult, list[RegionResult]]:
+    async def _parse_page(self, document: "_Document", page: Page) -> tuple[PageResult, list[RegionResult]]:
+        request, log_id, timings = document.request, document.log_id, document.timings
+        recognizer = document.recognizer or self.recognizer
+        page_mode = bool(getattr(recognizer, "page_mode", False)) and request.jsonSchema is None
         t0 = time.perf_counter()
-        if request.useLayoutDetection is False:
-            label = WHOLE_PAGE_LABELS[request.promptLabel]
+        if request.useLayoutDetection is False or page_mode:
+            label = "text" if page_mode else WHOLE_PAGE_LABELS[request.promptLabel]
             boxes = [LayoutBox(label, 1.0, (0.0, 0.0, float(page.width), float(page.height)))]
         else:
             boxes = await self.detect(page.image, request)
@@ -265,7 +283,9 @@ class DocumentPipeline:
         t1 = time.perf_counter()
         order = reading_order(boxes)
         jobs = [RegionJob(boxes[i], self.tasks.task_for(boxes[i].label)) for i in order]
-        results = await self._recognize(request, page, jobs, log_id)
+        results = await self._recognize(recognizer, request, page, jobs, log_id)
+        if page_mode:
+            jobs, results, order = self._page_blocks(jobs[0], results[0])
         t2 = time.perf_counter()
         tracing.mark("page.recognized", log_id)
         blocks = [
@@ -282,7 +302,7 @@ class DocumentPipeline:
             page_index=page.index,
             width=page.width,
             height=page.height,
-            model_settings=self.model_settings(request),
+            model_settings=self.model_settings(request, recognizer),
             ignored_labels=request.ignored_labels(),
             prettify=request.prettifyMarkdown,
             return_images=request.returnMarkdownImages,
@@ -301,6 +321,18 @@ class DocumentPipeline:
             log_id, page.index + 1, len(jobs), result.regions.failed, t1 - t0, t2 - t1, t3 - t2,
         )
         return result, results
+
+    def _page_blocks(self, job: RegionJob, result: RegionResult) -> tuple[list[RegionJob], list[RegionResult], list[int]]:
+        """A page-mode answer (the whole page read in one call) as the blocks its
+        Markdown shows, each over the whole page (the model gave no boxes); a failed or
+        empty answer stays the one region it was."""
+        parts = split_blocks(result.content) if result.failure is None else []
+        if not parts:
+            return [job], [result], [0]
+        jobs = [RegionJob(replace(job.box, label=part.label), self.tasks.task_for(part.label)) for part in parts]
+        results = [RegionResult(part.content) for part in parts]
+        results[0] = replace(results[0], timings=result.timings)
+        return jobs, results, list(range(len(parts)))
 
 
 def build_page_result_cpu(

@@ -168,6 +168,11 @@ class LayoutParsingRequest(LayoutOptions):
     returnMarkdownImages: bool = Field(
         True, description="Return figure crops in markdown.images."
     )
+    model: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="The VLM profile that reads the pages (HPS_VLM_PROFILES; GET /api/info lists them); "
+        "null = the first. Unknown names are refused (422).",
+    )
     temperature: float | None = Field(None, ge=0, description="VLM sampling temperature.")
     topP: float | None = Field(None, gt=0, le=1, description="VLM nucleus sampling.")
     repetitionPenalty: float | None = Field(None, gt=0, description="VLM repetition penalty.")

@@ -59,6 +59,21 @@ KEY_REQUESTS = Counter(
     ["key", "route", "status"],
 )
 KEY_PAGES = Counter("hps_key_pages_total", "Pages returned, by the API key's name.", ["key"])
+VLM_PROFILES = Gauge(
+    "hps_vlm_profile_info",
+    "1 for each VLM profile a request may name with `model` (HPS_VLM_PROFILES).",
+    ["name", "model", "mode", "url", "max_concurrency"],
+    multiprocess_mode="max",
+)
+
+
+def describe_profiles(profiles: Any) -> None:
+    """One ``hps_vlm_profile_info`` series per profile (set at each scrape: cheap)."""
+    for profile in profiles:
+        VLM_PROFILES.labels(
+            name=profile.name, model=profile.model, mode=profile.mode, url=profile.url,
+            max_concurrency=str(profile.max_concurrency),
+        ).set(1)
 
 
 def count_for_key(state: dict[str, Any], route: str, status: int) -> None:

@@ -7,6 +7,8 @@ prompt produced which answer:
     "Text Recognition:"    -> "text {W}x{H} #{h}"
     "Table Recognition:"   -> "<table><tr><td>cell {W}x{H}</td></tr></table>"
     "Formula Recognition:" -> "\\frac{a}{b} #{h}"
+    "Page to Markdown:"    -> a whole page as Markdown (``PAGE_MARKDOWN``): a heading,
+                              a paragraph with "{W}x{H}", a pipe table, a $$ formula
     any other prompt       -> "echo: {prompt} {W}x{H}"
 
 A call asking for structured output (``response_format`` with a JSON Schema, or vLLM's
@@ -34,6 +36,9 @@ ABORTED = 499  # the record's status of a call whose client went away
 
 TASK_OF_PROMPT = {"Text Recognition:": "text", "Table Recognition:": "table", "Formula Recognition:": "formula"}
 TASKS = ("text", "table", "formula")
+# A page-mode profile's prompt (HPS_VLM_PROFILES mode "page"): the whole page in one call.
+PAGE_PROMPT = "Page to Markdown:"
+PAGE_MARKDOWN = "# Title\n\npage {width}x{height} #{digest}\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n$$x^2$$"
 
 
 class ApiError(Exception):
@@ -165,6 +170,8 @@ def answer_for(prompt: str, image: bytes, width: int, height: int) -> str:
         return f"<table><tr><td>cell {width}x{height}</td></tr></table>"
     if prompt == "Formula Recognition:":
         return f"\\frac{{a}}{{b}} #{digest}"
+    if prompt == PAGE_PROMPT:
+        return PAGE_MARKDOWN.format(width=width, height=height, digest=digest)
     return f"echo: {prompt} {width}x{height}"
 
 

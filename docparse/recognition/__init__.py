@@ -19,3 +19,17 @@ def build_recognizer(settings: Settings) -> Recognizer:
 
         return CpuOcrRecognizer()
     raise ModelSetupError(f"unknown recognizer {settings.recognition.engine!r}; known: vlm, cpu")
+
+
+def build_recognizers(settings: Settings) -> dict[str, Recognizer]:
+    """One recognizer per name a request's ``model`` may give, the default first: a VLM
+    recognizer (own client, own bound) per profile of ``HPS_VLM_PROFILES``, or the CPU
+    recognizer alone under its own name (HPS_RECOGNIZER=cpu ignores profiles)."""
+    if settings.recognition.engine != "vlm":
+        recognizer = build_recognizer(settings)
+        return {recognizer.name: recognizer}
+    from docparse.recognition.vlm import VlmRecognizer
+
+    if settings.vlm.profiles is None:  # today's one VLM, exactly as before
+        return {settings.vlm.model: VlmRecognizer.from_settings(settings)}
+    return {profile.name: VlmRecognizer.from_profile(profile, settings) for profile in settings.vlm.profile_list}

@@ -25,6 +25,8 @@ from docparse.errors import InvalidRequestError, RecognitionError, RecognitionUn
 from docparse.protocol import json_bytes
 from docparse.recognition.breaker import CircuitBreaker
 from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
+from docparse.recognition.page_markdown import answer_text
+from docparse.recognition.profiles import VlmProfile
 from docparse.recognition.tasks import TaskTable
 from docparse.settings import Settings, VlmSettings
 from docparse.types import READ_TASKS, RecognitionParams, RegionJob, RegionResult, Task
@@ -68,15 +70,12 @@ def chat_request(
     top_p: float | None, repetition_penalty: float | None,
 ) -> dict:
     """The OpenAI chat-completions body: the image, then the prompt."""
+    content: list[dict] = [{"type": "image_url", "image_url": {"url": image_data_uri}}]
+    if prompt:  # an empty prompt sends the image alone (LightOnOCR is prompted so)
+        content.append({"type": "text", "text": prompt})
     body: dict = {
         "model": model,
-        "messages": [{
-            "role": "user",
-            "content": [
-                {"type": "image_url", "image_url": {"url": image_data_uri}},
-                {"type": "text", "text": prompt},
-            ],
-        }],
+        "messages": [{"role": "user", "content": content}],
         "max_tokens": max_tokens,
         "temperature": temperature,
     }
@@ -284,16 +283,39 @@ def clean_answer(text: str, task: Task) -> str:
 class VlmRecognizer:
     """Reads each TEXT, TABLE and FORMULA region of a page with the VLM, all at once."""
 
-    def __init__(self, client: VlmClient, tasks: TaskTable, settings: Settings) -> None:
+    def __init__(self, client: VlmClient, tasks: TaskTable, settings: Settings, profile: VlmProfile | None = None) -> None:
         self.client = client
         self.tasks = tasks
         self.settings = settings
         self.name = f"vlm:{client.model}"
         self.supports_extraction = True
+        self.profile = profile
+        # Page mode (profiles.py): the whole page in one call, its answer split into blocks.
+        self.page_mode = profile is not None and profile.mode == "page"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "VlmRecognizer":
         return cls(VlmClient(settings.vlm), TaskTable.from_settings(settings.recognition), settings)
+
+    @classmethod
+    def from_profile(cls, profile: VlmProfile, settings: Settings) -> "VlmRecognizer":
+        """A recognizer with its own client (and bound) for one profile: the settings with
+        the profile's server, limits and prompts laid over them."""
+        vlm = settings.vlm.model_copy(update={
+            "url": profile.url, "model": profile.model, "max_concurrency": profile.max_concurrency,
+            "api_key": profile.api_key,
+            "max_tokens": profile.max_tokens or settings.vlm.max_tokens,
+            "temperature": settings.vlm.temperature if profile.temperature is None else profile.temperature,
+        })
+        crops = settings.crops.model_copy(update={
+            "min_pixels": profile.min_pixels or settings.crops.min_pixels,
+            "max_pixels": profile.max_pixels or settings.crops.max_pixels,
+        })
+        own = settings.model_copy(update={"vlm": vlm, "crops": crops})
+        base = TaskTable.from_settings(settings.recognition)
+        region_prompts = {Task(task): text for task, text in profile.prompts.items() if task != "page"}
+        tasks = TaskTable(label_tasks=base.label_tasks, prompts={**base.prompts, **region_prompts})
+        return cls(VlmClient(vlm), tasks, own, profile)
 
     async def recognize(
         self, page: np.ndarray, jobs: Sequence[RegionJob], params: RecognitionParams
@@ -322,7 +344,9 @@ class VlmRecognizer:
     ) -> str:
         settings = self.settings
         schema = params.json_schema
-        if schema is None:
+        if schema is None and self.page_mode:
+            prompt, answer_format = self.profile.prompts["page"], None  # type: ignore[union-attr]
+        elif schema is None:
             prompt, answer_format = self.tasks.prompt_for(job.task), None
         else:  # information extraction: the answer is the model's JSON, as it gave it
             prompt = extraction.prompt_for(schema, settings.recognition.extract_prompt)
@@ -340,7 +364,11 @@ class VlmRecognizer:
             response_format=answer_format,
             request_id=params.log_id,
         )
-        return answer.strip() if schema is not None else clean_answer(answer, job.task)
+        if schema is not None:
+            return answer.strip()
+        if self.page_mode:  # split into blocks by the pipeline (page_markdown.py)
+            return answer_text(answer, self.profile.output).strip()  # type: ignore[union-attr]
+        return clean_answer(answer, job.task)
 
     def pixel_limits(self, params: RecognitionParams) -> tuple[int, int]:
         """The crop size limits: the request's, else the settings'; a request whose one

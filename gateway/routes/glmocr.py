@@ -249,5 +249,6 @@ async def info(gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
         layout_detection=True,
         layout_model=settings.layout.model_name,
         recognizer=f"vlm:{settings.vlm.model}" if uses_vlm else CpuOcrRecognizer.name,
+        models=[p.name for p in settings.vlm.profile_list] if uses_vlm else [CpuOcrRecognizer.name],
         endpoints=glmocr.ENDPOINTS,
     ))

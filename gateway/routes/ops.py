@@ -57,9 +57,15 @@ async def health(gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
 async def ready(gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
     timeout = gateway.settings.gateway.health_check_timeout
     checks: dict[str, Awaitable[None]] = {"triton": gateway.triton.check_ready(timeout)}
-    if gateway.settings.recognition.engine == "vlm":
-        checks["vlm"] = check_vlm(gateway.http, gateway.settings.vlm.health_url, timeout)
-    results = {name: await check_part(check, timeout) for name, check in checks.items()}
+    vlm = gateway.settings.vlm
+    if gateway.settings.recognition.engine == "vlm" and vlm.profiles is None:
+        checks["vlm"] = check_vlm(gateway.http, vlm.health_url, timeout)
+    elif gateway.settings.recognition.engine == "vlm":  # each profile's server, by name
+        for profile in vlm.profile_list:
+            checks[f"vlm:{profile.name}"] = check_vlm(gateway.http, profile.health_url, timeout)
+    names = list(checks)
+    outcomes = await asyncio.gather(*(check_part(checks[name], timeout) for name in names))
+    results = dict(zip(names, outcomes))
     failing = [f"{name}: {result}" for name, result in results.items() if result != "ok"]
     if failing:
         readiness = Readiness(status="unavailable", failing="; ".join(failing), checks=results)
@@ -68,7 +74,9 @@ async def ready(gateway: Gateway = Depends(get_gateway)) -> ModelResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics of all workers")
-async def prometheus() -> Response:
+async def prometheus(gateway: Gateway = Depends(get_gateway)) -> Response:
+    if gateway.settings.recognition.engine == "vlm":
+        metrics.describe_profiles(gateway.settings.vlm.profile_list)
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 

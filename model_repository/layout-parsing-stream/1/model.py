@@ -28,7 +28,7 @@ from docparse.protocol import (
     new_log_id,
     parse_request,
 )
-from docparse.recognition import build_recognizer
+from docparse.recognition import build_recognizers
 from docparse.recognition.tasks import TaskTable
 from docparse.responses import DET_BOXES, FinalEvent, PageEvent, RenderedPageInfo, raise_if_error
 from docparse.settings import Settings
@@ -111,9 +111,11 @@ class TritonPythonModel:
         self.settings = Settings.load()
         configure_logging(self.settings.general.log_level)
         tracing.configure(self.settings.general.trace_file)
-        self.recognizer = build_recognizer(self.settings)
+        self.recognizers = build_recognizers(self.settings)  # one per VLM profile, the default first
+        self.recognizer = next(iter(self.recognizers.values()))
         self.pipeline = DocumentPipeline(
             recognizer=self.recognizer,
+            recognizers=self.recognizers,
             tasks=TaskTable.from_settings(self.settings.recognition),
             detect=detect_layout,
             layout_model=self.settings.layout.model_name,
@@ -184,4 +186,8 @@ class TritonPythonModel:
     def finalize(self) -> None:
         """Documents in flight get 30 s to finish; then the VLM connections are closed
         on the loop that opened them."""
-        self.background.close(timeout=30, cleanup=self.recognizer.aclose)
+        self.background.close(timeout=30, cleanup=self._close_recognizers)
+
+    async def _close_recognizers(self) -> None:
+        for recognizer in self.recognizers.values():
+            await recognizer.aclose()
