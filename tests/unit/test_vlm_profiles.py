@@ -77,3 +77,31 @@ def test_settings_load_names_the_variable(monkeypatch):
     monkeypatch.setenv("HPS_VLM_PROFILES", json.dumps([{"name": "a", "model": "m", "mode": "page"}]))
     with pytest.raises(SettingsError, match="HPS_VLM_PROFILES: profile 'a'"):
         Settings.load()
+
+
+def test_one_recognizer_per_profile_with_its_own_bound_and_prompts():
+    from docparse.recognition import build_recognizers
+
+    raw = json.dumps([
+        {"name": "glm", "preset": "glm-ocr", "url": "http://a:1/v1", "max_concurrency": 3},
+        {"name": "flux", "preset": "ocrflux-3b", "url": "http://b:2/v1", "max_concurrency": 2},
+    ])
+    recognizers = build_recognizers(Settings(vlm=VlmSettings(profiles=raw)))
+    assert list(recognizers) == ["glm", "flux"]
+    glm, flux = recognizers["glm"], recognizers["flux"]
+    assert (glm.client.settings.max_concurrency, flux.client.settings.max_concurrency) == (3, 2)
+    assert (glm.page_mode, flux.page_mode) == (False, True)
+    assert flux.client.url == "http://b:2/v1/chat/completions" and flux.settings.crops.max_pixels == 1024 * 1024
+    assert list(build_recognizers(Settings())) == ["glm-ocr"]
+
+
+def test_unknown_model_is_refused_listing_the_names():
+    from docparse.errors import InvalidRequestError
+    from docparse.pipeline import DocumentPipeline
+
+    first, second = object(), object()
+    pipeline = DocumentPipeline(recognizer=first, tasks=None, detect=None, layout_model="x",  # type: ignore[arg-type]
+                                recognizers={"a": first, "b": second})
+    assert pipeline.recognizer_for(None) is first and pipeline.recognizer_for("b") is second
+    with pytest.raises(InvalidRequestError, match="unknown model 'c'; known: a, b"):
+        pipeline.recognizer_for("c")
