@@ -375,3 +375,16 @@ def test_container_model_repository_is_ours():
     assert "tritonserver-entrypoint.sh" in dockerfile
     assert (ROOT / "model_repository" / "layout_detection" / "configs" / "gpu.pbtxt").exists()
     assert re.search(r"^FROM nvcr\.io/nvidia/tritonserver:24\.10-py3$", dockerfile, flags=re.M)
+
+
+def test_the_readmes_two_vlm_profiles_are_valid_and_match_compose():
+    """README.md, "Two VLMs on one GPU": its HPS_VLM_PROFILES line reads, and points at
+    the compose services and the second one's served name."""
+    from docparse.recognition.profiles import read_profiles
+    from docparse.settings import VlmSettings
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in readme.splitlines() if line.startswith("HPS_VLM_PROFILES=["))
+    first, second = read_profiles(line.split("=", 1)[1], VlmSettings())
+    assert (first.url, second.url) == ("http://vlm:8000/v1", "http://vlm-second:8000/v1")
+    assert second.mode == "page" and second.model == env_example_sections()[COMPOSE_SECTION]["VLLM_SECOND_SERVED_NAME"]
