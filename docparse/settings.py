@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import SettingsConfigDict
 
 from docparse.extraction import DEFAULT_PROMPT as DEFAULT_EXTRACT_PROMPT
-from docparse.settings_env import SettingsError, SettingsGroup, TextList, env_alias
+from docparse.settings_env import SettingsError, SettingsGroup, TextList, env_alias, http_base_url, vllm_health_url
 from docparse.types import Task
 
 __all__ = ["MIN_DPI", "Settings", "SettingsError"]
@@ -189,16 +189,12 @@ class VlmSettings(SettingsGroup):
 
     @property
     def health_url(self) -> str:
-        """vLLM serves /health at its root, beside /v1."""
-        root = self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url
-        return f"{root}/health"
+        return vllm_health_url(self.url)
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return http_base_url(value)
 
 
 class CropSettings(SettingsGroup):

@@ -69,3 +69,16 @@ def _text_list(value: Any) -> Any:
 
 #: A tuple of strings read as a JSON list or as comma-separated text.
 TextList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_text_list)]
+
+
+def http_base_url(value: str) -> str:
+    """An OpenAI-compatible server's base URL, checked: http(s), no trailing slash."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+def vllm_health_url(base_url: str) -> str:
+    """vLLM serves /health at its root, beside /v1."""
+    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+    return f"{root}/health"

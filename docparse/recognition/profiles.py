@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from docparse.recognition.presets import PRESETS
-from docparse.settings_env import SettingsError
+from docparse.settings_env import SettingsError, http_base_url, vllm_health_url
 
 if TYPE_CHECKING:
     from docparse.settings import VlmSettings
@@ -47,9 +47,7 @@ class VlmProfile(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return http_base_url(value)
 
     @model_validator(mode="after")
     def _prompts_fit_mode(self) -> "VlmProfile":
@@ -66,9 +64,7 @@ class VlmProfile(BaseModel):
 
     @property
     def health_url(self) -> str:
-        """vLLM serves /health at its root, beside /v1."""
-        root = self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url
-        return f"{root}/health"
+        return vllm_health_url(self.url)
 
 
 def default_profile(vlm: "VlmSettings") -> VlmProfile:
