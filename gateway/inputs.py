@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import pybase64
 from fastapi import Request
@@ -93,11 +93,14 @@ def form_value(key: str, value: str) -> Any:
 
 
 async def validated_request(
-    data: dict[str, Any], settings: GatewaySettings, log_id: str, model: type[LayoutParsingRequest] = LayoutParsingRequest
+    data: dict[str, Any], settings: GatewaySettings, log_id: str, model: type[LayoutParsingRequest] = LayoutParsingRequest,
+    models: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Validate the request as ``model`` (errors name the field), fetch a URL input, set
-    the logId."""
+    """Validate the request as ``model`` (errors name the field; a VLM profile not among
+    ``models``, when given, too), fetch a URL input, set the logId."""
     parsed = parse_request(data, model)
+    if models and parsed.model is not None and parsed.model not in models:
+        raise InvalidRequestError(f"field 'model': unknown model {parsed.model!r}; known: {', '.join(models)}")
     if parsed.file.startswith(("http://", "https://")):
         if not settings.allow_url_input:
             raise InvalidRequestError(

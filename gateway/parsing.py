@@ -49,7 +49,9 @@ class ParsingCall:
     async def validate(self, body: dict[str, Any]) -> None:
         """Check ``body`` as a /layout-parsing request (fetching a URL input) and make it
         this call's, within the deadline."""
-        self.body = await self.within(validated_request(body, self.gateway.settings.gateway, self.log_id))
+        self.body = await self.within(
+            validated_request(body, self.gateway.settings.gateway, self.log_id, models=self.gateway.models)
+        )
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         """The document's events from Triton, holding a slot; closing it early frees the
@@ -151,6 +153,6 @@ async def parsing_call(request: Request, gateway: Gateway = Depends(get_gateway)
     call = open_call(request, gateway)
     data = await request_body(request, gateway.settings.gateway)
     name_call(call, log_id_for(data), received)
-    call.body = await call.within(validated_request(data, gateway.settings.gateway, call.log_id))
+    call.body = await call.within(validated_request(data, gateway.settings.gateway, call.log_id, models=gateway.models))
     tracing.mark("gateway.validated", call.log_id)
     return call

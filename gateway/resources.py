@@ -30,6 +30,7 @@ class Gateway:
     http: httpx.AsyncClient  # readiness checks of the VLM
     jobs: JobStore  # the async jobs API's store (docparse/jobs/)
     runner: JobRunner  # runs stored jobs in this worker's background
+    models: tuple[str, ...] = ()  # names a request's `model` may give (VLM profiles), the default first
 
     @classmethod
     @asynccontextmanager
@@ -47,6 +48,7 @@ class Gateway:
             other_slots=Slots("other", limits.max_concurrent_other_requests, limits.queue_timeout),
             http=httpx.AsyncClient(trust_env=False),
             jobs=jobs,
+            models=model_names(settings),
             runner=JobRunner(
                 jobs, triton.events, settings.jobs, stall_timeout=limits.inference_timeout, callbacks=webhooks,
                 page_charges=JobPageCharges(load_keyring(settings.auth).keys) or None,
@@ -63,6 +65,16 @@ class Gateway:
             await webhooks.close()
             await gateway.triton.close()
             await gateway.http.aclose()
+
+
+def model_names(settings: Settings) -> tuple[str, ...]:
+    """The VLM profiles' names, or the CPU recognizer's (read once per worker, so that a
+    request naming none of them is refused before it reaches Triton)."""
+    if settings.recognition.engine != "vlm":
+        from docparse.recognition.cpu_ocr import CpuOcrRecognizer
+
+        return (CpuOcrRecognizer.name,)
+    return tuple(profile.name for profile in settings.vlm.profile_list)
 
 
 async def get_gateway(request: Request) -> Gateway:

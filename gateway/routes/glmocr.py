@@ -142,7 +142,8 @@ async def read_one(call: ParsingCall, index: int, image: Upload, fields: BatchFo
         if not image.data:
             raise InvalidRequestError(f"images[{index}] ({image.filename}): the file is empty")
         body = await validated_request(
-            glmocr.image_request(image.base64(), fields.task, fields, log_id), call.gateway.settings.gateway, log_id
+            glmocr.image_request(image.base64(), fields.task, fields, log_id), call.gateway.settings.gateway, log_id,
+            models=call.gateway.models,
         )
         answer = await call.collect_document(body, log_id)
     except DocParseError as exc:

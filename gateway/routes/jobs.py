@@ -69,7 +69,7 @@ async def submit_job(request: Request, gateway: Gateway = Depends(get_gateway)) 
     data = await request_body(request, settings.gateway)
     log_id = log_id_for(data)
     request.state.log_id = log_id
-    body = await validated_request(data, settings.gateway, log_id, JobRequest)
+    body = await validated_request(data, settings.gateway, log_id, JobRequest, models=gateway.models)
     callback = body.pop("callbackUrl", None)
     if callback is not None:
         await check_callback_url(callback, settings.gateway)

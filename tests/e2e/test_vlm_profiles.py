@@ -97,10 +97,13 @@ def test_both_bounds_hold_under_load_on_both(client, stand_ins):
     assert stand_ins["page"].stats()["peak_in_flight"] == PAGE_BOUND
 
 
-def test_unknown_model_is_refused_listing_the_names(client):
+def test_unknown_model_is_refused_listing_the_names(client, stand_ins):
     answer = parse(client, "nope")
     assert answer.status_code == 422, answer.text
     assert "nope" in answer.text and "fast, page" in answer.text
+    form = client.post("/api/ocr/recognize", files={"image": ("p.png", sample_image(), "image/png")}, data={"model": "nope"})
+    assert form.status_code == 422 and "fast, page" in form.text, form.text
+    assert not stand_ins["fast"].calls() and not stand_ins["page"].calls()
 
 
 def test_info_lists_the_profiles_and_metrics_name_them(client):
