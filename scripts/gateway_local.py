@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.processes import ChildServer, free_port, http_ok, launch, log_tail
+from scripts.processes import ChildServer, free_port, http_ok, launch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,13 +32,6 @@ class GatewayServer(ChildServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _ready(self) -> bool:
-        """Our gunicorn listens on the port (its log says so) and answers /health: a
-        free port can be taken by another server between the pick and the bind, and
-        then that server's /health would answer for a gunicorn still retrying to bind."""
-        listening = f"Listening at: {self.url} " in log_tail(self.log_path, 200)
-        return listening and http_ok(f"{self.url}/health")
-
     def start(self) -> "GatewayServer":
         self.port = self.port or free_port()
         env = dict(os.environ)
@@ -55,7 +48,7 @@ class GatewayServer(ChildServer):
             "the gateway",
             [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gateway" / "gunicorn.conf.py")],
             log_path=self.log_path,
-            ready=self._ready,
+            ready=lambda: http_ok(f"{self.url}/health"),
             ready_timeout=self.ready_timeout,
             env=env,
             cwd=REPO_ROOT,
