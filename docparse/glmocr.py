@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from docparse.extraction import parse_schema
 from docparse.protocol import MAX_PAGES_SPEC, LogId
 from docparse.recognition.tasks import TaskTable
-from docparse.responses import ErrorEnvelope, PageResult
+from docparse.responses import ErrorEnvelope, LayoutParsingResponse, PageResult, omitted_when_unset
 from docparse.settings import MIN_DPI
 
 OcrTask = Literal["text", "formula", "table"]
@@ -147,17 +147,14 @@ class OcrErrorBody(ErrorEnvelope):
     """Every error of ``/api/ocr/*``: the GLM-OCR server's ``error`` beside our envelope."""
 
     error: str = Field(description="What went wrong (the same as errorMsg).")
-    raw: str | None = Field(
-        None, description="/api/ocr/extract, 422: the model's answer that did not fit the schema.",
-        exclude_if=lambda value: value is None,
-    )
+    raw: str | None = omitted_when_unset("/api/ocr/extract, 422: the model's answer that did not fit the schema.")
 
 
 class BatchItem(_Answer):
     index: int = Field(description="Position of the image in the request, from 0.")
-    text: str | None = Field(None, description="What was read.", exclude_if=lambda value: value is None)
-    error: str | None = Field(None, description="Why this image failed.", exclude_if=lambda value: value is None)
-    errorCode: int | None = Field(None, description="With error: its HTTP status.", exclude_if=lambda value: value is None)
+    text: str | None = omitted_when_unset("What was read.")
+    error: str | None = omitted_when_unset("Why this image failed.")
+    errorCode: int | None = omitted_when_unset("With error: its HTTP status.")
 
 
 class BatchResponse(_Answer):
@@ -173,7 +170,7 @@ class OcrRegion(_Answer):
     score: float = Field(description="The layout detector's confidence.")
     task: str = Field(description="text, table, formula; image (kept as a picture) or drop (not read).")
     text: str = Field(description="What was read in the region.")
-    error: str | None = Field(None, description="Why the region failed.", exclude_if=lambda value: value is None)
+    error: str | None = omitted_when_unset("Why the region failed.")
 
 
 class OcrPage(_Answer):
@@ -183,7 +180,7 @@ class OcrPage(_Answer):
     region_count: int
     width: int = Field(description="Page image width in pixels.")
     height: int = Field(description="Page image height in pixels.")
-    error: str | None = Field(None, description="Set when the page could not be parsed.", exclude_if=lambda value: value is None)
+    error: str | None = omitted_when_unset("Set when the page could not be parsed.")
 
 
 class DocumentResponse(_Answer):
@@ -257,9 +254,10 @@ def ocr_page(page: PageResult, tasks: TaskTable) -> OcrPage:
     )
 
 
-def recognized_text(page: PageResult) -> str:
-    """The one region's text of an image read whole (its error raised by the caller)."""
-    blocks = page.prunedResult.parsing_res_list
+def recognized_text(answer: LayoutParsingResponse) -> str:
+    """The one region's text of an image read whole (a failed read is the answer's error,
+    raised before this)."""
+    blocks = answer.result.layoutParsingResults[0].prunedResult.parsing_res_list
     return blocks[0].block_content if blocks else ""
 
 

@@ -22,7 +22,7 @@ def _unset(value: Any) -> bool:
     return value is None
 
 
-def _omitted_when_unset(description: str) -> Any:
+def omitted_when_unset(description: str) -> Any:
     """A field left out of the JSON when it is None (documented as optional)."""
     return Field(None, description=description, exclude_if=_unset)
 
@@ -42,8 +42,8 @@ class ParsingBlock(_Model):
     block_bbox: list[int] = Field(description="x1, y1, x2, y2 in page-image pixels.")
     block_id: int = Field(description="Position of the region in layout_det_res.boxes.")
     block_order: int | None = Field(description="1-based reading position; null when left out of the Markdown.")
-    block_image: str | None = _omitted_when_unset("Figures: the markdown.images key of the crop.")
-    error: str | None = _omitted_when_unset("Set when this region could not be recognised.")
+    block_image: str | None = omitted_when_unset("Figures: the markdown.images key of the crop.")
+    error: str | None = omitted_when_unset("Set when this region could not be recognised.")
 
 
 class LayoutDetBox(_Model):
@@ -53,8 +53,8 @@ class LayoutDetBox(_Model):
     label: str = Field(description="The class name.")
     score: float = Field(description="Confidence, 0 to 1.")
     coordinate: list[float] = Field(description="x1, y1, x2, y2 in page-image pixels.")
-    order: int | None = _omitted_when_unset("Reading order, when the detector predicts one.")
-    polygon_points: list[list[float]] | None = _omitted_when_unset("The region's outline, when the detector gives one.")
+    order: int | None = omitted_when_unset("Reading order, when the detector predicts one.")
+    polygon_points: list[list[float]] | None = omitted_when_unset("The region's outline, when the detector gives one.")
 
 
 class LayoutDetResult(_Model):
@@ -80,7 +80,7 @@ class PrunedResult(_Model):
     model_settings: ModelSettings
     parsing_res_list: list[ParsingBlock] = Field(description="Regions in reading order.")
     layout_det_res: LayoutDetResult
-    error: str | None = _omitted_when_unset("Set when the whole page could not be parsed.")
+    error: str | None = omitted_when_unset("Set when the whole page could not be parsed.")
 
 
 class MarkdownResult(_Model):
@@ -161,7 +161,7 @@ class LayoutParsingResult(_Model):
     layoutParsingResults: list[PageResult] = Field(description="One item per parsed page, in order.")
     dataInfo: DataInfo
     summary: DocumentSummary
-    mergedMarkdown: str | None = _omitted_when_unset(
+    mergedMarkdown: str | None = omitted_when_unset(
         "With restructurePages: the whole document's Markdown, merged across pages (README, Merge rules)."
     )
 
@@ -219,7 +219,7 @@ class PageEvent(_Model):
     logId: str
     pageIndex: int = Field(description="0-based index of the page in the document.")
     totalPages: int = Field(description="How many pages this request returns in all.")
-    numPages: int | None = _omitted_when_unset("Pages in the document (the selection's is totalPages).")
+    numPages: int | None = omitted_when_unset("Pages in the document (the selection's is totalPages).")
     result: PageResult
 
 
@@ -231,7 +231,7 @@ class FinalEvent(_Model):
     dataInfo: DataInfo
     summary: DocumentSummary
     timings: Timings
-    mergedMarkdown: str | None = _omitted_when_unset(
+    mergedMarkdown: str | None = omitted_when_unset(
         "With restructurePages: the whole document's Markdown, merged across pages (the page events stay as they were)."
     )
 
@@ -278,5 +278,5 @@ class Liveness(_Model):
 class Readiness(_Model):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str] = Field(description="Each part checked: ok, or why it is not ready.")
-    failing: str | None = _omitted_when_unset("With 503: the parts that are not ready, and why.")
+    failing: str | None = omitted_when_unset("With 503: the parts that are not ready, and why.")
 

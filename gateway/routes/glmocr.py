@@ -69,7 +69,7 @@ async def recognize(request: Request, gateway: Gateway = Depends(get_gateway)) -
     image = form.one_file("image")
     await call.validate(glmocr.image_request(image.base64(), fields.task, fields, call.log_id))
     answer = await call.collect()
-    text = glmocr.recognized_text(answer.result.layoutParsingResults[0])
+    text = glmocr.recognized_text(answer)
     elapsed = round(time.perf_counter() - started, 3)
     return ModelResponse(RecognizeResponse(text=text, task=fields.task, time=elapsed, logId=call.log_id))
 
@@ -91,15 +91,13 @@ async def extract(request: Request, gateway: Gateway = Depends(get_gateway)) -> 
     image = form.one_file("image")
     schema = fields.json_schema()
     await call.validate(glmocr.extract_request(image.base64(), fields, call.log_id))
-    answer = await call.collect()
-    raw = glmocr.recognized_text(answer.result.layoutParsingResults[0])
+    raw = glmocr.recognized_text(await call.collect())
     try:
         data = checked_answer(raw, schema)
     except InvalidAnswerError as first:
         log.warning("logId=%s extraction answer refused, asking once more: %s", call.log_id, first.message)
         call.body = {**call.body, "temperature": RETRY_TEMPERATURE}
-        answer = await call.collect()
-        raw = glmocr.recognized_text(answer.result.layoutParsingResults[0])
+        raw = glmocr.recognized_text(await call.collect())
         data = checked_answer(raw, schema)  # InvalidAnswerError: the 422 with raw
     elapsed = round(time.perf_counter() - started, 3)
     return ModelResponse(ExtractResponse(data=data, raw=raw, time=elapsed, logId=call.log_id))
@@ -148,7 +146,7 @@ async def read_one(call: ParsingCall, index: int, image: Upload, fields: BatchFo
         answer = await call.collect_document(body, log_id)
     except DocParseError as exc:
         return BatchItem(index=index, error=exc.message, errorCode=exc.status)
-    return BatchItem(index=index, text=glmocr.recognized_text(answer.result.layoutParsingResults[0]))
+    return BatchItem(index=index, text=glmocr.recognized_text(answer))
 
 
 async def document_call(request: Request, gateway: Gateway) -> ParsingCall:
