@@ -91,7 +91,9 @@ def test_each_page_shows_what_the_api_gives(web: WebPage, tmp_path: Path):
         assert len(figures) == len(markdown["images"])
         for figure in figures:
             assert figure.get_attribute("src").startswith("data:image/jpeg;base64,")
-            assert web.script("return arguments[0].complete && arguments[0].naturalWidth", figure) > 0
+            # A data URL is decoded asynchronously: the picture shows once it is.
+            web.wait_for(lambda: web.script("return arguments[0].complete && arguments[0].naturalWidth", figure) > 0,
+                         "a figure picture to be decoded")
     legend = [item.text for item in web.all("#legend li")]
     assert legend == sorted(legend) and "text (3)" in legend and "table (3)" in legend
     assert web.console_errors() == []
