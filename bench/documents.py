@@ -25,6 +25,37 @@ class Document:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 
+def load_documents(spec: str) -> list[Document]:
+    """What one ``--document`` spec names: ``pages:FILE.pdf[@DPI]`` is every page of the
+    PDF rendered as a PNG (default 144 dpi), one document each (a scanner's or a
+    client's page images); anything else is the one document of ``load_document``."""
+    if not spec.startswith("pages:"):
+        return [load_document(spec)]
+    path, _, dpi = spec[6:].partition("@")
+    if not Path(path).is_file() or (dpi and not dpi.isdigit()):
+        raise UsageError(f"--document {spec!r}: pages:FILE.pdf[@DPI] needs a PDF file and a whole DPI")
+    return [Document(f"{Path(path).name} p{index + 1}", _b64(png), 1)
+            for index, png in enumerate(page_pngs(Path(path), int(dpi or 144)))]
+
+
+def page_pngs(path: Path, dpi: int) -> list[bytes]:
+    """Every page of the PDF at ``path`` as a PNG at ``dpi``."""
+    import io
+
+    import pypdfium2 as pdfium
+
+    pngs = []
+    pdf = pdfium.PdfDocument(path)
+    try:
+        for page in pdf:
+            buffer = io.BytesIO()
+            page.render(scale=dpi / 72).to_pil().convert("RGB").save(buffer, format="PNG")
+            pngs.append(buffer.getvalue())
+    finally:
+        pdf.close()
+    return pngs
+
+
 def load_document(spec: str) -> Document:
     """``pdf:N`` (the generated N-page test PDF), ``image`` (its first page as a PNG), or
     the path of a file."""

@@ -36,7 +36,7 @@ from bench.options import Options, build_parser, parse_options
 from bench.overhead import gateway_share, measure_overheads
 from bench.point import Run, measure_point
 from bench.report import markdown, write_reports
-from bench.senders import GatewaySender, Sender, TritonSender, vlm_region_counter
+from bench.senders import GatewaySender, Sender, TritonSender, VlmSender, vlm_region_counter
 from bench.stack import BenchStack, explain_failure
 from scripts.processes import LaunchError
 
@@ -46,6 +46,8 @@ async def benchmark(stack: BenchStack, options: Options) -> tuple[list[dict], li
     sweep_sender: Sender
     if options.target == "triton":
         sweep_sender = TritonSender(stack.triton.grpc_url)
+    elif options.target == "vlm":
+        sweep_sender = VlmSender(stack.simulator.url, options.timeout)
     else:
         sweep_sender = GatewaySender(stack.gateway.url, options.route, options.timeout)
     count_regions = vlm_region_counter()

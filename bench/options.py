@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.documents import Document, UsageError, load_document
+from bench.documents import Document, UsageError, load_document, load_documents
 from bench.loadgen import ClosedLoop, OpenLoop
 from bench.point import Window
 from bench.stack import StackConfig
@@ -52,12 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     what = parser.add_argument_group("what to send")
-    what.add_argument("--target", choices=["gateway", "triton"], default="gateway",
-                      help="HTTP through the gateway, or gRPC straight to Triton")
+    what.add_argument("--target", choices=["gateway", "triton", "vlm"], default="gateway",
+                      help="HTTP through the gateway, gRPC straight to Triton, or each image document "
+                           "straight to the VLM stand-in as it is (the capacity bound: no service at all)")
     what.add_argument("--route", choices=["stream", "unary"], default="stream",
                       help="gateway route: /layout-parsing/stream (has per-stage timings) or /layout-parsing")
     what.add_argument("--document", action="append", metavar="SPEC",
-                      help="pdf:N (generated N-page PDF), image (generated page PNG) or a file path; "
+                      help="pdf:N (generated N-page PDF), image (generated page PNG), pages:FILE.pdf[@DPI] "
+                           "(every page of the PDF as a PNG, one document each) or a file path; "
                            "repeat to cycle through several (default: pdf:2)")
     what.add_argument("--no-layout", action="store_true", help="send useLayoutDetection=false (one region per page)")
     load = parser.add_argument_group("load (one point per value)")
@@ -106,7 +108,7 @@ def parse_options(argv: list[str]) -> Options:
     return Options(
         target=args.target,
         route=args.route,
-        documents=[load_document(spec) for spec in (args.document or ["pdf:2"])],
+        documents=[document for spec in (args.document or ["pdf:2"]) for document in load_documents(spec)],
         layout=not args.no_layout,
         loads=loads,
         window=window,
@@ -144,7 +146,7 @@ def check_values(args: argparse.Namespace) -> None:
         raise UsageError(f"--vlm-profile {args.vlm_profile!r}: known profiles are {', '.join(sorted(PROFILES))}")
     if args.vlm_max_concurrency is not None and args.vlm_max_concurrency < 1:
         raise UsageError(f"--vlm-max-concurrency must be >= 1, got {args.vlm_max_concurrency}")
-    if args.target == "triton" and args.route == "unary":
+    if args.target != "gateway" and args.route == "unary":
         raise UsageError("--route unary is a gateway route; Triton is always streamed")
 
 

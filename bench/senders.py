@@ -1,9 +1,11 @@
 """Sending one request and recording what came back: over HTTP to the gateway (aiohttp,
-its event stream read by httpx-sse as in the CLI) or over gRPC straight to Triton."""
+its event stream read by httpx-sse as in the CLI), over gRPC straight to Triton, or
+straight to the VLM stand-in (no service: the capacity bound)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -127,6 +129,53 @@ class TritonSender:
 
     async def aclose(self) -> None:
         await self.connection.close()
+
+
+class VlmSender:
+    """Each image document straight to the VLM stand-in, as it is (its own bytes in a
+    data URL, the text prompt): what a client without any service in between feeds the
+    VLM, the bound the service's utilisation is measured against. A PDF cannot go
+    straight to a VLM; use ``pages:FILE.pdf`` for its page images."""
+
+    MEDIA = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+
+    def __init__(self, url: str, timeout: float) -> None:
+        from docparse.recognition.tasks import TaskTable
+        from docparse.settings import Settings
+        from docparse.types import Task
+
+        settings = Settings.load()
+        self.name = "vlm direct"
+        self.url = url.rstrip("/") + "/chat/completions"
+        self.model, self.max_tokens = settings.vlm.model, settings.vlm.max_tokens
+        self.prompt = TaskTable.from_settings(settings.recognition).prompt_for(Task.TEXT)
+        self.http = GatewaySender(url, "direct", timeout)  # its session only
+
+    def data_uri(self, encoded: str) -> str:
+        head = base64.b64decode(encoded[:8])
+        media = next((media for magic, media in self.MEDIA.items() if head.startswith(magic)), None)
+        if media is None:
+            raise RequestFailed("not an image", "--target vlm sends PNG or JPEG documents (pages:FILE.pdf)")
+        return f"data:{media};base64,{encoded}"
+
+    async def events(self, body: dict) -> AsyncIterator[dict]:
+        from docparse.recognition.vlm import chat_request
+
+        request = chat_request(self.model, self.data_uri(body["file"]), self.prompt, self.max_tokens, 0.0, None, None)
+        try:
+            async with self.http.http.post(self.url, data=json_bytes(request), headers={
+                    "Content-Type": "application/json", "X-Request-Id": body["logId"]}) as response:
+                answer = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise RequestFailed(type(exc).__name__, str(exc) or repr(exc)) from None
+        if response.status != 200:
+            raise RequestFailed(f"HTTP {response.status}", answer.decode("utf-8", "replace")[:300])
+        # One page of one text block: what bench.point counts as a page and a region.
+        yield {"type": "page", "pageIndex": 0, "result": {"prunedResult": {"parsing_res_list": [{"block_label": "text"}]}}}
+        yield {"type": "final", "dataInfo": None, "timings": None}
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
 
 
 def vlm_region_counter() -> Callable[[dict], int]:
