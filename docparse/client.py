@@ -33,6 +33,7 @@ from docparse.errors import (
 )
 from docparse.protocol import json_bytes
 from docparse.responses import FinalEvent, LayoutParsingResponse, PageEvent, StreamEvent, parse_event, raise_if_error
+from docparse.scheduling import PRIORITY_PARAMETER, Priority
 
 STREAM_MODEL = "layout-parsing-stream"
 UNARY_MODEL = "layout-parsing"
@@ -170,13 +171,18 @@ class AsyncTritonClient:
         self.url = url
         self.client = grpcaio.InferenceServerClient(url, channel_args=channel_args(max_document_bytes))
 
-    async def events(self, request: dict, log_id: str) -> AsyncIterator[StreamEvent]:
-        """The document's events (pages, then the final one); raises DocParseError."""
+    async def events(
+        self, request: dict, log_id: str, priority: Priority = Priority.INTERACTIVE
+    ) -> AsyncIterator[StreamEvent]:
+        """The document's events (pages, then the final one); raises DocParseError.
+        ``priority``: its class where documents, pages and VLM calls wait
+        (docparse.scheduling; the jobs runner's are ``BATCH``)."""
         tensor = input_tensor(request, [1])
         tracing.mark("gateway.to_triton", log_id)
+        parameters = {PRIORITY_PARAMETER: priority.name.lower()} if priority is not Priority.INTERACTIVE else None
 
         async def one_request():
-            yield {"model_name": STREAM_MODEL, "inputs": [tensor], "request_id": log_id}
+            yield {"model_name": STREAM_MODEL, "inputs": [tensor], "request_id": log_id, "parameters": parameters}
 
         responses = self.client.stream_infer(one_request())
         ended = False  # the server closed the stream itself

@@ -37,6 +37,7 @@ from docparse.protocol import LayoutOptions, LayoutParsingRequest
 from docparse.recognition.base import Recognizer
 from docparse.recognition.page_markdown import split_blocks
 from docparse.responses import DataInfo, FinalEvent, ModelSettings, PageEvent, PageResult, PageSize, Timings
+from docparse.scheduling import FairSlots, Priority, Ticket, ticket_context
 from docparse.types import LayoutBox, RegionJob, RegionResult, Task
 
 log = logging.getLogger("docparse.pipeline")
@@ -83,6 +84,7 @@ class _Document:
     log_id: str
     is_cancelled: Callable[[], bool]
     slots: asyncio.Semaphore  # pages of this document being worked on
+    ticket: Ticket  # its claim on the page budget and the VLM's slots (docparse.scheduling)
     timings: Timings = field(default_factory=Timings)
     outcome: DocumentOutcome = field(default_factory=DocumentOutcome)
     info: DocumentInfo | None = None
@@ -112,7 +114,9 @@ class DocumentPipeline:
     recognizers: Mapping[str, Recognizer] | None = None
 
     def __post_init__(self) -> None:
-        self._page_budget = asyncio.Semaphore(self.max_pages_in_process)
+        # Fair, not first come first served: a one-page request gets the next free page
+        # before documents already holding many (docparse.scheduling).
+        self._page_budget = FairSlots(self.max_pages_in_process)
 
     async def run(
         self,
@@ -121,12 +125,14 @@ class DocumentPipeline:
         emit: EmitFn,
         log_id: str,
         is_cancelled: Callable[[], bool] = lambda: False,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> FinalEvent:
         """Parse every page of ``pages``, emitting page events in document order, then
         the final event. Returns the final event. Raises the document-level error (a
         page that cannot be rendered, nothing at all read: ``docparse.outcome``) after
         emitting the pages finished before it; fails at once when the recogniser is
-        known to be down."""
+        known to be down. ``priority``: the document's class where pages and VLM calls
+        wait (jobs run as ``BATCH``)."""
         started = time.perf_counter()
         recognizer = self.recognizer_for(request.model)
         if request.jsonSchema is not None and not recognizer.supports_extraction:
@@ -135,11 +141,13 @@ class DocumentPipeline:
                 "(HPS_RECOGNIZER=cpu): run it with HPS_RECOGNIZER=vlm and a VLM server"
             )
         await recognizer.ensure_available()
-        document = _Document(request, log_id, is_cancelled, asyncio.Semaphore(self.max_pages_in_flight))
+        document = _Document(request, log_id, is_cancelled, asyncio.Semaphore(self.max_pages_in_flight),
+                             Ticket(log_id, priority))
         document.recognizer = recognizer
         restructuring = Restructuring.of(request)
         document.kept = [] if restructuring is not None else None
-        producer = asyncio.create_task(self._produce(document, pages))
+        # Its pages' tasks inherit the ticket, and the VLM client finds it there.
+        producer = asyncio.create_task(self._produce(document, pages), context=ticket_context(document.ticket))
         try:
             await self._deliver(document, emit)
             await producer  # re-raises a rendering error after the pages before it
@@ -183,7 +191,7 @@ class DocumentPipeline:
                 document.info = document.info or info
                 document.sizes.append(PageSize(width=page.width, height=page.height))
                 await document.slots.acquire()
-                await self._page_budget.acquire()
+                await self._page_budget.acquire(document.ticket)
                 document.budget_held += 1
                 if document.is_cancelled():
                     break
@@ -201,7 +209,7 @@ class DocumentPipeline:
             if document.kept is not None:
                 document.kept.append(result)
             document.slots.release()
-            self._page_budget.release()
+            self._page_budget.release(document.ticket)
             document.budget_held -= 1
             if document.is_cancelled():
                 raise asyncio.CancelledError("the request was cancelled")
@@ -220,7 +228,7 @@ class DocumentPipeline:
             if pending is not None:
                 pending.cancel()
         for _ in range(document.budget_held):
-            self._page_budget.release()
+            self._page_budget.release(document.ticket)
         document.budget_held = 0
 
     async def _page(

@@ -163,6 +163,11 @@ class VlmSettings(SettingsGroup):
     )
     max_tokens: int = Field(8192, ge=1, description="Default max_tokens per region.")
     temperature: float = Field(0.0, ge=0, description="Default sampling temperature.")
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        "fcfs",
+        description="vLLM's --scheduling-policy: with priority, each call carries vLLM's request priority "
+        "(0 synchronous requests, 1 jobs); fcfs sends none (vLLM refuses one it was not started for).",
+    )
     profiles: str | None = Field(
         None,
         description="Named VLM profiles a request picks with `model` (docparse/recognition/profiles.py): "

@@ -21,6 +21,7 @@ from docparse.errors import (
 )
 from docparse.protocol import MAX_JSON_ENTRIES, json_bytes, load_json, new_log_id
 from docparse.responses import ErrorEnvelope
+from docparse.scheduling import Priority, priority_of
 
 T = TypeVar("T")
 log = logging.getLogger("docparse.triton")
@@ -64,6 +65,16 @@ def wants_in_band_errors(request: Any) -> bool:
         return bool(load_json(request.parameters() or "{}").get(IN_BAND_ERRORS))
     except (ValueError, AttributeError, DocParseError):
         return False
+
+
+def request_priority(request: Any) -> Priority:
+    """The document's class from its request parameters (docparse.scheduling); raises
+    InvalidRequestError naming a wrong one."""
+    try:
+        parameters = load_json(request.parameters() or "{}")
+    except (ValueError, AttributeError, DocParseError):
+        parameters = {}
+    return priority_of(parameters if isinstance(parameters, dict) else {})
 
 
 def error_envelope_response(exc: BaseException, name: str, log_id: str = "") -> "pb_utils.InferenceResponse":

@@ -4,6 +4,7 @@ lifespan, and the dependency that hands it to routes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -14,6 +15,7 @@ from fastapi import Request
 from docparse.client import AsyncTritonClient
 from docparse.jobs.runner import JobRunner
 from docparse.jobs.store import JobStore
+from docparse.scheduling import Priority
 from docparse.settings import Settings
 from gateway.limits import Slots
 from gateway.keys import load_keyring
@@ -49,8 +51,9 @@ class Gateway:
             http=httpx.AsyncClient(trust_env=False),
             jobs=jobs,
             models=model_names(settings),
-            runner=JobRunner(
-                jobs, triton.events, settings.jobs, stall_timeout=limits.inference_timeout, callbacks=webhooks,
+            runner=JobRunner(  # jobs rank below synchronous requests (docparse.scheduling)
+                jobs, functools.partial(triton.events, priority=Priority.BATCH), settings.jobs,
+                stall_timeout=limits.inference_timeout, callbacks=webhooks,
                 page_charges=JobPageCharges(load_keyring(settings.auth).keys) or None,
             ),
         )

@@ -28,6 +28,7 @@ from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize
 from docparse.recognition.page_markdown import answer_text
 from docparse.recognition.profiles import VlmProfile
 from docparse.recognition.tasks import TaskTable
+from docparse.scheduling import FairSlots, current_ticket
 from docparse.settings import Settings, VlmSettings
 from docparse.types import READ_TASKS, RecognitionParams, RegionJob, RegionResult, Task
 
@@ -124,7 +125,7 @@ class VlmClient:
         self.url = settings.url + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self._session: aiohttp.ClientSession | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: FairSlots | None = None
         self.breaker = CircuitBreaker(settings.circuit_failures, settings.circuit_open_seconds)
 
     @property
@@ -132,11 +133,13 @@ class VlmClient:
         return self.settings.model
 
     @property
-    def slots(self) -> asyncio.Semaphore:
+    def slots(self) -> FairSlots:
         """The limit on calls in flight, made on first use inside the running loop (a
-        Triton stub's loop exists only once ``execute`` runs)."""
+        Triton stub's loop exists only once ``execute`` runs). Fair across documents
+        (``docparse.scheduling``): a one-page request's call is not queued behind every
+        region of the big documents already waiting."""
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self.settings.max_concurrency)
+            self._slots = FairSlots(self.settings.max_concurrency)
         return self._slots
 
     @property
@@ -169,6 +172,8 @@ class VlmClient:
         body = chat_request(self.settings.model, image_data_uri, prompt, max_tokens, temperature, top_p, repetition_penalty)
         if response_format is not None:  # vLLM's structured output (guided decoding)
             body["response_format"] = response_format
+        if self.settings.scheduling_policy == "priority":  # vLLM refuses it otherwise
+            body["priority"] = int(current_ticket().priority)
         content = json_bytes(body)
         headers = {"X-Request-Id": request_id, "Content-Type": "application/json"}
         attempts = self.settings.max_retries + 1
@@ -199,7 +204,7 @@ class VlmClient:
     async def _attempt(self, content: bytes, headers: dict[str, str], request_id: str) -> VlmAnswer | Exception:
         """One call, holding a slot: its answer, or the transport failure."""
         try:
-            async with self.slots:
+            async with self.slots.hold(current_ticket()):
                 tracing.mark("vlm.request_sent", request_id)
                 answer = await self._post(content, headers)
                 tracing.mark("vlm.answer_received", request_id)

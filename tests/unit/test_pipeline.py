@@ -13,6 +13,7 @@ from docparse.pipeline import DocumentInfo, DocumentPipeline
 from docparse.protocol import json_bytes, parse_request
 from docparse.recognition.tasks import TaskTable
 from docparse.recognition.vlm import VlmClient, VlmRecognizer
+from docparse.scheduling import Priority
 from docparse.settings import Settings, VlmSettings
 from docparse.types import LayoutBox, RegionResult, Task
 
@@ -210,3 +211,48 @@ async def test_final_timings_name_every_stage_and_crop_cpu_grows_with_the_region
 
 async def _ignore(event):
     pass
+
+
+class GateRecognizer(EchoRecognizer):
+    """Notes whose page it starts (the logId) and holds each until the test releases it."""
+
+    def __init__(self):
+        super().__init__({})
+        self.started: list[str] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def recognize(self, page, jobs, params):
+        gate = asyncio.Event()
+        self.started.append(params.log_id)
+        self.gates.append(gate)
+        await gate.wait()
+        return await super().recognize(page, jobs, params)
+
+    def release_oldest(self) -> None:
+        next(gate for gate in self.gates if not gate.is_set()).set()
+
+
+async def until(condition, what: str, timeout: float = 5.0) -> None:
+    """Wait for ``condition`` (polled, bounded): the pipeline runs assembly in threads."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"{what}: not within {timeout:g} s"
+        await asyncio.sleep(0.001)
+
+
+async def test_a_freed_page_goes_to_the_one_page_request_then_the_big_document_and_jobs_last():
+    gate = GateRecognizer()
+    shared = DocumentPipeline(gate, Tasks(), detect, "test-layout", max_pages_in_flight=4, max_pages_in_process=4)
+    runs = [asyncio.create_task(shared.run(REQUEST, pages(6), _ignore, "big"))]
+    await until(lambda: len(gate.started) == 4, "the big document to take the whole budget")
+    runs.append(asyncio.create_task(shared.run(REQUEST, pages(6), _ignore, "job", priority=Priority.BATCH)))
+    runs.append(asyncio.create_task(shared.run(REQUEST, pages(1), _ignore, "small")))
+    await until(lambda: shared._page_budget.waiting == 2, "the job and the one-page request to wait")
+
+    total = 13
+    for released in range(1, total + 1):
+        gate.release_oldest()  # one page done: its budget goes to the next page
+        await until(lambda: len(gate.started) >= min(total, 4 + released), "the freed page to be taken")
+    await asyncio.gather(*runs)
+    # The one-page request holds nothing: first. The job waits while the big one has pages.
+    assert gate.started == ["big"] * 4 + ["small"] + ["big"] * 2 + ["job"] * 6

@@ -10,6 +10,7 @@ import pytest
 
 from docparse.errors import RecognitionError
 from docparse.recognition.vlm import VlmClient
+from docparse.scheduling import Priority, Ticket, ticket_context
 from docparse.settings import VlmSettings
 from scripts.processes import free_port
 from tests.support.scripted_http import Disconnect, Received, Reply, ScriptedServer
@@ -186,6 +187,21 @@ async def test_calls_in_flight_never_exceed_the_limit():
             await client.aclose()
     assert results == ["ok"] * 40
     assert peak == 4
+
+
+async def test_vllms_priority_is_sent_only_when_it_schedules_by_priority():
+    """A job's calls carry priority 1, a synchronous request's 0; with fcfs none (vLLM
+    refuses a priority it was not started for)."""
+
+    async def body_sent(policy: str, priority: Priority) -> dict:
+        async with ScriptedServer(answer()) as server:
+            client = make_client(server.url, scheduling_policy=policy)
+            await asyncio.create_task(complete(client), context=ticket_context(Ticket("doc", priority)))
+            return json.loads(server.requests[0].body)
+
+    assert (await body_sent("priority", Priority.BATCH))["priority"] == 1
+    assert (await body_sent("priority", Priority.INTERACTIVE))["priority"] == 0
+    assert "priority" not in await body_sent("fcfs", Priority.BATCH)
 
 
 async def test_each_failure_is_logged_with_the_request_id(caplog):

@@ -31,6 +31,7 @@ from docparse.protocol import (
 from docparse.recognition import build_recognizers
 from docparse.recognition.tasks import TaskTable
 from docparse.responses import DET_BOXES, FinalEvent, PageEvent, RenderedPageInfo, raise_if_error
+from docparse.scheduling import FairSlots, Ticket
 from docparse.settings import Settings
 from docparse.types import LayoutBox
 from docparse_triton.common import (
@@ -44,6 +45,7 @@ from docparse_triton.common import (
     input_json,
     json_tensor,
     output_bytes,
+    request_priority,
     stream_responses,
     wants_in_band_errors,
 )
@@ -124,7 +126,8 @@ class TritonPythonModel:
             max_page_retries=self.settings.orchestrator.max_page_retries,
             default_temperature=self.settings.vlm.temperature,
         )
-        self.documents = asyncio.Semaphore(self.settings.orchestrator.max_documents_in_flight)
+        # Documents past the bound wait by class: a synchronous request before jobs.
+        self.documents = FairSlots(self.settings.orchestrator.max_documents_in_flight)
         self.background = BackgroundLoop()
 
     def execute(self, requests: list) -> None:
@@ -141,6 +144,7 @@ class TritonPythonModel:
             body = input_json(request, "input")
             log_id = log_id_for(body) if isinstance(body, dict) else new_log_id()
             parsed = parse_request(body)
+            priority = request_priority(request)  # the jobs runner marks its documents batch
             data = parsed.file_bytes()
             tracing.mark("orchestrator.received", log_id, at=received)
             tracing.mark("orchestrator.parsed", log_id)
@@ -152,7 +156,7 @@ class TritonPythonModel:
                 sender.send(pb_utils.InferenceResponse([json_tensor("output", event)]), flags=flags)
                 tracing.mark(f"orchestrator.sent.{event.type}", log_id)
 
-            async with self.documents:
+            async with self.documents.hold(Ticket(log_id, priority)):
                 final = await cancel_when_abandoned(
                     request,
                     self.pipeline.run(
@@ -161,6 +165,7 @@ class TritonPythonModel:
                         emit,
                         log_id,
                         request.is_cancelled,
+                        priority,
                     ),
                 )
             log.info(

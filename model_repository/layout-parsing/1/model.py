@@ -22,6 +22,7 @@ from docparse.responses import (
     parse_event,
     raise_if_error,
 )
+from docparse.scheduling import PRIORITY_PARAMETER
 from docparse.settings import Settings
 from docparse_triton.common import (
     FINAL,
@@ -30,6 +31,7 @@ from docparse_triton.common import (
     input_json,
     json_tensor,
     output_bytes,
+    request_priority,
     stream_responses,
 )
 from docparse_triton.stub_watchdog import start_watchdog
@@ -65,7 +67,8 @@ class TritonPythonModel:
                 model_name="layout-parsing-stream",
                 inputs=[json_tensor("input", {**body, "logId": log_id})],
                 requested_output_names=["output"],
-                parameters={IN_BAND_ERRORS: True},
+                # its class passed on (docparse.scheduling): unset, interactive
+                parameters={IN_BAND_ERRORS: True, PRIORITY_PARAMETER: request_priority(request).name.lower()},
             )
             events = [event_or_error(output_bytes(r, "output")) async for r in stream_responses(bls)]
             envelope = await asyncio.to_thread(restructured, collect_events(log_id, events), body)
