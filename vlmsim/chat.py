@@ -68,6 +68,7 @@ class ChatRequest:
     max_tokens: int | None
     temperature: float | None
     json_schema: dict | None = None  # structured output asked for: the answer's schema
+    priority: int = 0  # vLLM's request priority (lower runs first; --scheduling-policy priority)
 
 
 def parse_chat_request(raw: bytes, served_model: str) -> ChatRequest:
@@ -89,7 +90,10 @@ def parse_chat_request(raw: bytes, served_model: str) -> ChatRequest:
     if temperature is not None and (type(temperature) not in (int, float) or temperature < 0):
         raise ApiError(400, f"'temperature' must be a number >= 0, got {temperature!r}")
     schema = _answer_schema(body)
-    return ChatRequest(model, "\n".join(texts), image, width, height, max_tokens, temperature, schema)
+    priority = body.get("priority", 0)
+    if type(priority) is not int:
+        raise ApiError(400, f"'priority' must be an integer, got {priority!r}")
+    return ChatRequest(model, "\n".join(texts), image, width, height, max_tokens, temperature, schema, priority)
 
 
 def _answer_schema(body: dict) -> dict | None:

@@ -7,7 +7,7 @@ import argparse
 import re
 
 from vlmsim.chat import ApiError
-from vlmsim.config import CONFIG_FIELDS, TIMINGS, SimConfig, option, validated_config
+from vlmsim.config import CONFIG_FIELDS, SCHEDULING_POLICIES, TIMINGS, SimConfig, option, validated_config
 from vlmsim.profiles import BATCHING_FIELDS, BATCHING_HELP, DEFAULT_PROFILE, PROFILES
 
 
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-concurrency", "--max-num-seqs", dest="max_num_seqs", type=int, default=64, metavar="N",
                         help="requests running at once, like vLLM's --max-num-seqs; the rest wait in FIFO "
                              "(default %(default)s)")
+    parser.add_argument("--scheduling-policy", choices=SCHEDULING_POLICIES,
+                        help="vLLM's: priority admits waiting requests by their 'priority' (lower first; the vllm "
+                             "timing), fcfs refuses a non-zero one as vLLM does (default fcfs)")
     parser.add_argument("--max-records", type=int, default=100_000, help="calls kept for /_sim/calls (default %(default)s)")
     parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default %(default)s)")
     fixed = parser.add_argument_group("fixed timing (the default)")
@@ -48,7 +51,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     """The configuration the flags ask for; raises ApiError naming a bad field."""
     given = {
         name: getattr(args, name)
-        for name in ("latency", "latency_per_pixel", "max_num_seqs", "timing", "profile", "seed", *BATCHING_FIELDS)
+        for name in ("latency", "latency_per_pixel", "max_num_seqs", "timing", "profile", "seed", "scheduling_policy",
+                     *BATCHING_FIELDS)
         if getattr(args, name) is not None
     }
     return validated_config(given, SimConfig())

@@ -11,6 +11,7 @@ from vlmsim.chat import ApiError
 from vlmsim.profiles import BATCHING_FIELDS, DEFAULT_PROFILE, PROFILES, BatchingParams
 
 TIMINGS = ("fixed", "vllm")
+SCHEDULING_POLICIES = ("fcfs", "priority")  # vLLM's --scheduling-policy
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class SimConfig:
     profile: str = DEFAULT_PROFILE  # where ``batching`` came from (fields may override it)
     seed: int = 0
     batching: BatchingParams = PROFILES[DEFAULT_PROFILE]
+    scheduling_policy: str = "fcfs"
 
     def as_dict(self) -> dict:
         return {
@@ -34,13 +36,14 @@ class SimConfig:
             "timing": self.timing,
             "profile": self.profile,
             "seed": self.seed,
+            "scheduling_policy": self.scheduling_policy,
             **asdict(self.batching),
         }
 
 
 CONFIG_FIELDS = frozenset(
     {"latency", "latency_per_pixel", "max_concurrency", "max_num_seqs", "failures", "timing", "profile", "seed",
-     *BATCHING_FIELDS}
+     "scheduling_policy", *BATCHING_FIELDS}
 )
 LOWEST_BATCHING_VALUE = {  # and whether the lowest value itself is refused
     "prefill_seconds_per_token": (0.0, False),
@@ -119,4 +122,9 @@ def _with_timing(changes: dict, config: SimConfig) -> SimConfig:
         if type(changes["seed"]) is not int:
             raise ApiError(400, f"'seed' must be an integer, got {changes['seed']!r}")
         config = replace(config, seed=changes["seed"])
+    if "scheduling_policy" in changes:
+        if changes["scheduling_policy"] not in SCHEDULING_POLICIES:
+            raise ApiError(400, f"'scheduling_policy' must be one of {list(SCHEDULING_POLICIES)}, "
+                                f"got {changes['scheduling_policy']!r}")
+        config = replace(config, scheduling_policy=changes["scheduling_policy"])
     return config

@@ -20,6 +20,7 @@ class Sequence:
 
     prompt_tokens: int
     output_tokens: int
+    priority: int = 0  # vLLM's request priority: a lower one is admitted first
     state: str = "new"  # then waiting, prefill, decode, and finished or aborted
     scheduled: float | None = None  # admitted into the running batch (its prefill starts)
     finished: float | None = None
@@ -61,8 +62,14 @@ class BatchScheduler:
         return len(self.prefilling) + self.decoding
 
     def submit(self, sequence: Sequence) -> None:
+        """Queue ``sequence`` behind every waiting one of its priority or a better one
+        (vLLM's priority policy; with one priority, first come first served)."""
         sequence.state = "waiting"
-        self.waiting.append(sequence)
+        behind = next((i for i, other in enumerate(self.waiting) if other.priority > sequence.priority), None)
+        if behind is None:
+            self.waiting.append(sequence)
+        else:
+            self.waiting.insert(behind, sequence)
         self._admit()
 
     def abort(self, sequence: Sequence) -> None:

@@ -142,13 +142,15 @@ class Simulator:
         arrived = self.clock()
         record = {
             "request_id": request_id, "prompt": None, "width": None, "height": None,
-            "model": None, "max_tokens": None, "temperature": None, "json_schema": None,
+            "model": None, "max_tokens": None, "temperature": None, "json_schema": None, "priority": None,
             "status": None, "received": time.time(), "started": None, "finished": None,
         }
         self.calls.append(record)
         self.counters.total_calls += 1
         try:
             request = parse_chat_request(raw, self.model)
+            if request.priority != 0 and self.settings.scheduling_policy != "priority":  # vLLM's words
+                raise ApiError(400, f"Got priority {request.priority} but Priority scheduling is not enabled.")
         except ApiError as error:
             record.update(status=error.status, started=time.time(), finished=time.time())
             self.counters.failed += 1
@@ -156,7 +158,7 @@ class Simulator:
         record.update(
             prompt=request.prompt, width=request.width, height=request.height, model=request.model,
             max_tokens=request.max_tokens, temperature=request.temperature,
-            json_schema=request.json_schema,
+            json_schema=request.json_schema, priority=request.priority,
         )
         rule = next((r for r in self.failures if r.take(request.prompt, request_id)), None)
         try:
@@ -203,7 +205,8 @@ class Simulator:
             await asyncio.sleep(rule.stall)
         drawn = self.lengths.draw(task_of(request.prompt))
         output_tokens = min(drawn, request.max_tokens or drawn)
-        sequence = Sequence(prompt_tokens_for(request.prompt, request.width, request.height), output_tokens)
+        sequence = Sequence(prompt_tokens_for(request.prompt, request.width, request.height), output_tokens,
+                            priority=request.priority)
         try:
             await self.engine.generate(sequence)
         finally:

@@ -17,6 +17,6 @@ def server() -> Iterator[SimulatorProcess]:
 
 @pytest.fixture()
 def sim(server: SimulatorProcess) -> SimulatorProcess:
-    server.configure(latency=0.0, max_concurrency=64, failures=[])
+    server.configure(latency=0.0, max_concurrency=64, failures=[], scheduling_policy="fcfs")
     server.reset()
     return server

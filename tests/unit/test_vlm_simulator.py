@@ -314,6 +314,29 @@ def test_sequences_above_max_num_seqs_wait_in_fifo_order():
     assert second.finished == pytest.approx(0.25) and scheduler.peak == 2
 
 
+def test_with_priorities_a_lower_one_is_admitted_first_and_equals_in_arrival_order():
+    params = batching_params(prefill_seconds_per_token=0.0, decode_step_seconds=0.01, decode_step_seconds_per_seq=0.0)
+    scheduler = BatchScheduler(params, 1)
+    running, job_a, job_b, user = Sequence(0, 10), Sequence(0, 10, 1), Sequence(0, 10, 1), Sequence(0, 10, 0)
+    for sequence in (running, job_a, job_b, user):
+        scheduler.submit(sequence)
+    assert list(scheduler.waiting) == [user, job_a, job_b]
+    run_to_idle(scheduler)
+    assert user.scheduled < job_a.scheduled < job_b.scheduled
+
+
+def test_a_priority_is_refused_as_vllm_does_unless_the_policy_is_priority(sim):
+    refused = post(sim, chat(priority=1))
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == "Got priority 1 but Priority scheduling is not enabled."
+    assert post(sim, chat(priority=0)).status_code == 200
+    assert post(sim, chat(priority="high")).status_code == 400
+
+    sim.configure(scheduling_policy="priority")
+    assert post(sim, chat(priority=1), request_id="job").status_code == 200
+    assert [c["priority"] for c in sim.calls()][-1] == 1
+
+
 def test_a_prefill_pauses_the_decoding_batch():
     params = batching_params(prefill_seconds_per_token=0.001, decode_step_seconds=0.01, decode_step_seconds_per_seq=0.0)
     scheduler = BatchScheduler(params, 4)
@@ -522,6 +545,7 @@ def test_a_client_leaving_aborts_its_sequence(batching):
         ({"seed": 1.5}, "seed"),
         ({"max_num_seqs": 0}, "max_num_seqs"),
         ({"max_concurrency": 2, "max_num_seqs": 3}, "max_num_seqs"),
+        ({"scheduling_policy": "lifo"}, "scheduling_policy"),
     ],
 )
 def test_bad_batching_configuration_is_400_naming_the_field(sim, changes, field):
