@@ -1,0 +1,51 @@
+"""``bench.fairness``'s parts that need no stack: its verdicts against issue #19's targets,
+its report, and its command line's checks. (BENCHMARKS.md, "Fair scheduling", has its runs.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import fairness
+
+
+def phase(name: str, p50: float, utilisation: float | None = None) -> dict:
+    found = {"phase": name, "latency_s": {"n": 20, "p50": p50, "p95": p50 * 1.2, "max": p50 * 1.5}}
+    if utilisation is not None:
+        found |= {"vlm_utilisation": {"value": utilisation}, "big_pages_per_s": 14.9}
+    return found
+
+
+def test_the_target_needs_both_the_latency_ratio_and_the_utilisation():
+    alone, fast, slow, idle = fairness.summarize([
+        phase("alone", 1.0), phase("under load (sync)", 1.4, 0.97),
+        phase("under load (sync)", 4.7, 0.99), phase("under load (jobs)", 1.2, 0.90),
+    ])
+    assert "target_met" not in alone and alone["p50_vs_alone"] == 1.0
+    assert (fast["p50_vs_alone"], fast["target_met"]) == (pytest.approx(1.4), True)
+    assert (slow["p50_vs_alone"], slow["target_met"]) == (pytest.approx(4.7), False)
+    assert idle["target_met"] is False  # fast, but the VLM was left idle
+
+
+def test_the_report_has_a_row_per_phase_and_the_stages_when_traced():
+    phases = fairness.summarize([phase("alone", 1.0), phase("under load (sync)", 4.7, 0.99)])
+    stages = {"stages": [{"stage": "vlm.request_sent", "seconds": {"p50": 3.71}}]}
+    phases[0]["stages"] = {"stages": [{"stage": "vlm.request_sent", "seconds": {"p50": 0.001}}]}
+    phases[1]["stages"] = stages
+    run = {"slots": 16, "vlm_profile": "glm-ocr-a40", "small_document": "spec.pdf", "small_pages": "1",
+           "big": 8, "big_document": "spec.pdf", "samples": 20}
+    report = fairness.markdown({"run": run, "phases": phases})
+    assert "| under load (sync) | 4.70 | 5.64 | 7.05 | 4.70x | 0.990 | 14.9 | **not met** |" in report
+    assert "| vlm.request_sent | 0.001 | 3.710 |" in report
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--load", "sync,batch"], "--load: sync, jobs or sync,jobs (got sync,batch)"),
+    (["--samples", "0"], "--slots, --big and --samples must be >= 1"),
+    (["--big-document", "nowhere.pdf"], "no such file"),
+    (["--vlm-profile", "gpu9000"], "known profiles are"),
+])
+def test_bad_options_are_refused_by_name(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        fairness.parse_args(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
