@@ -26,16 +26,22 @@ def test_the_target_needs_both_the_latency_ratio_and_the_utilisation():
     assert idle["target_met"] is False  # fast, but the VLM was left idle
 
 
-def test_the_report_has_a_row_per_phase_and_the_stages_when_traced():
-    phases = fairness.summarize([phase("alone", 1.0), phase("under load (sync)", 4.7, 0.99)])
-    stages = {"stages": [{"stage": "vlm.request_sent", "seconds": {"p50": 3.71}}]}
-    phases[0]["stages"] = {"stages": [{"stage": "vlm.request_sent", "seconds": {"p50": 0.001}}]}
-    phases[1]["stages"] = stages
+def traced(found: dict, waited: float, vlm_call: float) -> dict:
+    found["stages"] = {"stages": [{"stage": "vlm.request_sent", "seconds": {"p50": waited}},
+                                  {"stage": "vlm_server.finished", "seconds": {"p50": vlm_call}}]}
+    return found
+
+
+def test_the_report_has_a_row_per_phase_the_stages_and_the_floor_when_traced():
+    phases = fairness.summarize([traced(phase("alone", 1.0), 0.001, 0.4),
+                                 traced(phase("under load (sync)", 4.7, 0.99), 1.2, 2.8)])
+    assert phases[1]["floor_s"] == pytest.approx(1.0 - 0.4 + 2.8)  # alone, its VLM call as long as under load
     run = {"slots": 16, "vlm_profile": "glm-ocr-a40", "small_document": "spec.pdf", "small_pages": "1",
            "big": 8, "big_document": "spec.pdf", "samples": 20}
     report = fairness.markdown({"run": run, "phases": phases})
     assert "| under load (sync) | 4.70 | 5.64 | 7.05 | 4.70x | 0.990 | 14.9 | **not met** |" in report
-    assert "| vlm.request_sent | 0.001 | 3.710 |" in report
+    assert "| vlm.request_sent | 0.001 | 1.200 |" in report
+    assert "| under load (sync) | 2.800 | 3.400 | 1.38x |" in report
 
 
 @pytest.mark.parametrize(("argv", "message"), [
