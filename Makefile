@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	  { echo "error: Python >= 3.11 is needed (found $$($(PYTHON) --version))"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[paddle,triton,gateway,cpu,dev]"
+	$(PY) -m pip install --quiet -e ".[paddle,triton,gateway,cpu,dev,helm]"
 	touch $(STAMP)
 
 run: install
