@@ -11,7 +11,8 @@ Usage: ./prepare.sh [--cpu] [--skip-download] [--dry-run] [--help]
   --cpu            CPU-only host: skip the GPU checks (nvidia-smi, NVIDIA container
                    toolkit, compute capability) and the GPU model downloads
   --skip-download  do not download model files into models/
-  --dry-run        print every step it would take ("would: ...") and change nothing
+  --dry-run        print every step it would take ("would: ...") and every missing
+                   prerequisite, change nothing; exit 1 when something is missing
   --help           this text
 USAGE
 }
@@ -43,6 +44,11 @@ VLM_DIR=models/GLM-OCR
 say() { printf '%s\n' "$*"; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
+# A missing prerequisite: said at once and counted, so that every one is named in one run
+# (a real run stops after the checks, before changing anything; --dry-run goes on).
+missing=()
+lack() { printf 'missing: %s\n' "$2" >&2; missing+=("$1"); }
+missing_list() { local IFS=,; local names="${missing[*]}"; printf '%s' "${names//,/, }"; }
 # Run a command, or print it under --dry-run.
 run() {
     if [ "$dry_run" = 1 ]; then
@@ -55,32 +61,47 @@ run() {
 
 # --- prerequisites ---------------------------------------------------------------------
 check_prerequisites() {
-    command -v docker >/dev/null 2>&1 \
-        || fail "docker is not installed: install Docker Engine (https://docs.docker.com/engine/install/)"
-    docker compose version >/dev/null 2>&1 \
-        || fail "docker compose (v2) is missing: install the docker-compose-plugin package (https://docs.docker.com/compose/install/linux/)"
-    say "ok: $(docker compose version 2>/dev/null | head -n 1)"
+    if ! command -v docker >/dev/null 2>&1; then
+        lack docker "docker is not installed: install Docker Engine (https://docs.docker.com/engine/install/)"
+    fi
+    if docker compose version >/dev/null 2>&1; then
+        say "ok: $(docker compose version 2>/dev/null | head -n 1)"
+    else
+        lack "docker compose" "docker compose (v2) is missing: install the docker-compose-plugin package (https://docs.docker.com/compose/install/linux/)"
+    fi
     if [ "$cpu" = 1 ]; then
         say "ok: --cpu: GPU checks skipped"
         return
     fi
-    command -v nvidia-smi >/dev/null 2>&1 \
-        || fail "nvidia-smi is not found: install the NVIDIA driver (https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/), or run with --cpu"
-    if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia \
-        && ! command -v nvidia-ctk >/dev/null 2>&1; then
-        fail "the NVIDIA Container Toolkit is missing: install it and run 'sudo nvidia-ctk runtime configure --runtime=docker' (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html)"
+    local driver=1
+    if ! command -v nvidia-smi >/dev/null 2>&1; then
+        driver=0
+        lack "NVIDIA driver" "the NVIDIA driver: nvidia-smi is not found: install the NVIDIA driver (https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/), or run with --cpu"
     fi
-    say "ok: NVIDIA driver and container toolkit"
+    if docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia \
+        || command -v nvidia-ctk >/dev/null 2>&1; then
+        [ "$driver" = 1 ] && say "ok: NVIDIA driver and container toolkit"
+    else
+        lack "NVIDIA Container Toolkit" "the NVIDIA Container Toolkit is missing: install it and run 'sudo nvidia-ctk runtime configure --runtime=docker' (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html)"
+    fi
+    [ "$driver" = 1 ] || return 0
     local gpu="${GPU_DEVICE_ID:-0}" cap
-    cap="$(nvidia-smi -i "$gpu" --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' ')" \
-        || fail "nvidia-smi cannot query GPU $gpu (GPU_DEVICE_ID)"
-    if [ -z "$cap" ]; then
+    if ! cap="$(nvidia-smi -i "$gpu" --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' ')"; then
+        lack "GPU $gpu" "nvidia-smi cannot query GPU $gpu (GPU_DEVICE_ID)"
+    elif [ -z "$cap" ]; then
         warn "could not read the compute capability of GPU $gpu"
     elif awk -v c="$cap" 'BEGIN { exit !(c + 0 < 8.0) }'; then
         warn "GPU $gpu has compute capability $cap; 8.0 or newer (Ampere+) is recommended for vLLM"
     else
         say "ok: GPU $gpu compute capability $cap"
     fi
+}
+
+# A real run stops here, naming everything that is missing, before it changes anything.
+stop_if_missing() {
+    [ ${#missing[@]} -eq 0 ] && return
+    [ "$dry_run" = 1 ] && return
+    fail "${#missing[@]} prerequisite(s) missing: $(missing_list)"
 }
 
 # --- disk ------------------------------------------------------------------------------
@@ -126,8 +147,10 @@ download_layout() {
         say "ok: $LAYOUT_DIR has ${LAYOUT_FILES[*]}"
         return
     fi
-    command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1 \
-        || fail "curl or wget is needed to download $LAYOUT_MODEL"
+    if ! command -v curl >/dev/null 2>&1 && ! command -v wget >/dev/null 2>&1; then
+        [ "$dry_run" = 1 ] || fail "curl or wget is needed to download $LAYOUT_MODEL"
+        lack "curl or wget" "curl or wget is needed to download $LAYOUT_MODEL"
+    fi
     local tmp="models/.${LAYOUT_MODEL}_infer.tar"
     run mkdir -p models
     if command -v curl >/dev/null 2>&1; then
@@ -168,11 +191,8 @@ download_vlm() {
     local hf=huggingface-cli
     command -v "$hf" >/dev/null 2>&1 || ! command -v hf >/dev/null 2>&1 || hf=hf
     if ! command -v "$hf" >/dev/null 2>&1; then
-        if [ "$dry_run" = 1 ]; then
-            say "would: need huggingface-cli (pip install -U 'huggingface_hub[cli]')"
-        else
-            fail "huggingface-cli is missing: pip install -U 'huggingface_hub[cli]'"
-        fi
+        [ "$dry_run" = 1 ] || fail "huggingface-cli is missing: pip install -U 'huggingface_hub[cli]'"
+        lack huggingface-cli "huggingface-cli is missing (it downloads $VLM_REPO): pip install -U 'huggingface_hub[cli]'"
     fi
     # Resumable: complete files are skipped. verify_vlm then checks every file is there.
     run "$hf" download "$VLM_REPO" --local-dir "$VLM_DIR"
@@ -186,6 +206,7 @@ download_vlm() {
 main() {
     [ "$dry_run" = 1 ] && say "dry run: nothing is changed"
     check_prerequisites
+    stop_if_missing
     check_disk
     make_env
     if [ "$skip_download" = 1 ]; then
@@ -203,6 +224,10 @@ main() {
         run docker compose --profile cpu build
     else
         run docker compose --profile gpu build
+    fi
+    if [ ${#missing[@]} -gt 0 ]; then
+        printf 'dry run: %d prerequisite(s) missing: %s\n' "${#missing[@]}" "$(missing_list)" >&2
+        exit 1
     fi
     say "done: start with 'docker compose up -d', then: curl -s localhost:8080/health/ready"
 }

@@ -273,13 +273,20 @@ def test_prepare_writes_the_cpu_profile_into_a_new_env_and_never_overwrites(tmp_
     assert "set COMPOSE_PROFILES=gpu there" in again.stderr
 
 
+FAKE_TOOL = """#!/bin/sh
+echo "fake $0: $*"
+"""
+
+
 @pytest.mark.skipif(BASH is None, reason="needs bash")
 def test_prepare_dry_run_plans_the_downloads(tmp_path):
     repo = _repo_copy(tmp_path)
-    bin_dir = _fake_bin(tmp_path, {"docker": FAKE_DOCKER, "nvidia-smi": FAKE_NVIDIA_SMI})
+    bin_dir = _fake_bin(tmp_path, {"docker": FAKE_DOCKER, "nvidia-smi": FAKE_NVIDIA_SMI,
+                                   "huggingface-cli": FAKE_TOOL, "curl": FAKE_TOOL})
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     result = _run_prepare(repo, "--dry-run", env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr  # nothing missing
+    assert "missing" not in result.stderr
     assert "download zai-org/GLM-OCR --local-dir models/GLM-OCR" in result.stdout
     assert "PP-DocLayoutV3_infer.tar" in result.stdout
     assert not (repo / "models").exists()
@@ -320,6 +327,41 @@ def test_prepare_names_a_missing_nvidia_driver(tmp_path):
     assert cpu.returncode == 0, cpu.stdout + cpu.stderr
     assert "would: docker compose --profile cpu build" in cpu.stdout
     assert "COMPOSE_PROFILES=cpu" in cpu.stdout
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+def test_prepare_dry_run_on_a_bare_host_prints_the_whole_plan_and_every_missing_piece(tmp_path):
+    """No docker, no compose, no driver, no toolkit, no downloader: each is named, the plan
+    is still printed to its end, and the exit code says something is missing."""
+    repo = _repo_copy(tmp_path)
+    bare = _bare_path(tmp_path)
+    result = _run_prepare(repo, "--dry-run", env={"PATH": str(bare), "HOME": str(tmp_path)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    for said in ("missing: docker is not installed", "missing: docker compose (v2) is missing",
+                 "missing: the NVIDIA driver: nvidia-smi is not found", "missing: the NVIDIA Container Toolkit is missing",
+                 "missing: huggingface-cli is missing", "missing: curl or wget is needed"):
+        assert said in result.stderr, said
+    assert result.stderr.rstrip().endswith(
+        "dry run: 6 prerequisite(s) missing: docker, docker compose, NVIDIA driver, NVIDIA Container Toolkit, "
+        "huggingface-cli, curl or wget"
+    )
+    for step in ("would: cp .env.example .env", "download zai-org/GLM-OCR --local-dir models/GLM-OCR",
+                 "would: tar -xf", "would: docker compose --profile gpu build"):
+        assert step in result.stdout, step
+    assert not (repo / ".env").exists() and not (repo / "models").exists()
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+def test_prepare_stops_before_any_change_naming_every_missing_piece(tmp_path):
+    repo = _repo_copy(tmp_path)
+    bare = _bare_path(tmp_path)
+    _add_tools(bare, {"docker": FAKE_DOCKER.replace("nvidia", "runc")})  # docker without the NVIDIA runtime
+    result = _run_prepare(repo, env={"PATH": str(bare), "HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "error: 2 prerequisite(s) missing: NVIDIA driver, NVIDIA Container Toolkit" in result.stderr
+    assert "docker is not installed" not in result.stderr
+    assert "would:" not in result.stdout and "+ " not in result.stdout
+    assert not (repo / ".env").exists()
 
 
 # --- the container's tritonserver flags ------------------------------------------------
