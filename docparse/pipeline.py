@@ -37,7 +37,7 @@ from docparse.protocol import LayoutOptions, LayoutParsingRequest
 from docparse.recognition.base import Recognizer
 from docparse.recognition.page_markdown import split_blocks
 from docparse.responses import DataInfo, FinalEvent, ModelSettings, PageEvent, PageResult, PageSize, Timings
-from docparse.scheduling import FairSlots, Priority, Ticket, ticket_context
+from docparse.scheduling import FairSlots, Priority, Ticket, ticket_task
 from docparse.types import LayoutBox, RegionJob, RegionResult, Task
 
 log = logging.getLogger("docparse.pipeline")
@@ -147,7 +147,7 @@ class DocumentPipeline:
         restructuring = Restructuring.of(request)
         document.kept = [] if restructuring is not None else None
         # Its pages' tasks inherit the ticket, and the VLM client finds it there.
-        producer = asyncio.create_task(self._produce(document, pages), context=ticket_context(document.ticket))
+        producer = ticket_task(document.ticket, self._produce(document, pages))
         try:
             await self._deliver(document, emit)
             await producer  # re-raises a rendering error after the pages before it

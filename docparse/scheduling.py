@@ -16,7 +16,7 @@ does this (the asyncio semaphores on PyPI are FIFO, per-priority or distributed)
 
 Who is asking travels as a ``Ticket`` (one per document run, hashed by identity: two
 requests with the same logId are still two documents) in a context variable: the
-pipeline starts each document's work in a context holding it (``ticket_context``) and
+pipeline starts each document's work in a task holding it (``ticket_task``) and
 every task started from there copies it, so the VLM client finds it without every layer
 in between (recognisers, page retries, the CPU engines) passing it along. Calls outside
 a document share ``UNTRACKED``.
@@ -31,7 +31,7 @@ import enum
 import itertools
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Coroutine, TypeVar
 
 from docparse.errors import InvalidRequestError
 
@@ -79,6 +79,7 @@ class Ticket:
 
 
 UNTRACKED = Ticket("untracked")
+T = TypeVar("T")
 _current: contextvars.ContextVar[Ticket] = contextvars.ContextVar("docparse_ticket", default=UNTRACKED)
 
 
@@ -87,13 +88,13 @@ def current_ticket() -> Ticket:
     return _current.get()
 
 
-def ticket_context(ticket: Ticket) -> contextvars.Context:
-    """A copy of the current context in which ``ticket`` is current: a task started in
-    it (``asyncio.create_task(..., context=...)``), and every task that one starts,
-    works on ``ticket``'s account."""
+def ticket_task(ticket: Ticket, coroutine: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
+    """A task running ``coroutine`` with ``ticket`` current: it, and every task it starts,
+    work on ``ticket``'s account. (Started inside a copied context rather than with
+    ``create_task(context=...)``, which needs Python 3.11: the Triton image runs 3.10.)"""
     context = contextvars.copy_context()
     context.run(_current.set, ticket)
-    return context
+    return context.run(asyncio.create_task, coroutine)
 
 
 @dataclass

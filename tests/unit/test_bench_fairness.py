@@ -11,7 +11,7 @@ from bench import fairness
 def phase(name: str, p50: float, utilisation: float | None = None) -> dict:
     found = {"phase": name, "latency_s": {"n": 20, "p50": p50, "p95": p50 * 1.2, "max": p50 * 1.5}}
     if utilisation is not None:
-        found |= {"vlm_utilisation": {"value": utilisation}, "big_pages_per_s": 14.9}
+        found |= {"vlm_utilisation": {"value": utilisation}, "vlm_calls_per_s": 14.9}
     return found
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from docparse.scheduling import UNTRACKED, FairSlots, Priority, Ticket, current_ticket, ticket_context
+from docparse.scheduling import UNTRACKED, FairSlots, Priority, Ticket, current_ticket, ticket_task
 
 
 async def settle() -> None:
@@ -167,7 +167,7 @@ def test_release_without_a_slot_is_refused_by_name():
         FairSlots(0)
 
 
-async def test_tasks_started_in_a_tickets_context_work_on_its_account():
+async def test_a_task_started_for_a_ticket_and_its_own_tasks_work_on_its_account():
     ticket = Ticket("doc", Priority.BATCH)
 
     async def started_there() -> tuple[Ticket, Ticket]:
@@ -175,7 +175,7 @@ async def test_tasks_started_in_a_tickets_context_work_on_its_account():
         in_child = await asyncio.create_task(_current_in_task())
         return in_thread, in_child
 
-    assert await asyncio.create_task(started_there(), context=ticket_context(ticket)) == (ticket, ticket)
+    assert await ticket_task(ticket, started_there()) == (ticket, ticket)
     assert current_ticket() is UNTRACKED
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from docparse.errors import RecognitionError
 from docparse.recognition.vlm import VlmClient
-from docparse.scheduling import Priority, Ticket, ticket_context
+from docparse.scheduling import Priority, Ticket, ticket_task
 from docparse.settings import VlmSettings
 from scripts.processes import free_port
 from tests.support.scripted_http import Disconnect, Received, Reply, ScriptedServer
@@ -196,7 +196,7 @@ async def test_vllms_priority_is_sent_only_when_it_schedules_by_priority():
     async def body_sent(policy: str, priority: Priority) -> dict:
         async with ScriptedServer(answer()) as server:
             client = make_client(server.url, scheduling_policy=policy)
-            await asyncio.create_task(complete(client), context=ticket_context(Ticket("doc", priority)))
+            await ticket_task(Ticket("doc", priority), complete(client))
             return json.loads(server.requests[0].body)
 
     assert (await body_sent("priority", Priority.BATCH))["priority"] == 1
