@@ -164,6 +164,7 @@ def parsing_block(block: Block, order: int | None) -> ParsingBlock:
         block_order=order,
         block_image=block.image_path,
         error=block.result.error,
+        source=block.result.source,
     )
 
 

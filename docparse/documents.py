@@ -19,6 +19,7 @@ from PIL import Image
 from docparse.errors import InvalidDocumentError, InvalidRequestError, LimitExceededError, clip
 from docparse.render import ImageFile, PdfFile
 from docparse.render_pool import RenderPool
+from docparse.responses import PageTextLayer
 from docparse.settings import MIN_DPI, Settings
 
 PDF = "pdf"
@@ -169,6 +170,7 @@ class RenderedPage:
     width: int
     height: int
     scale: float
+    text_layer: PageTextLayer | None = None  # a PDF page's words, when asked for (docparse.text_layer)
 
 
 class Document(ABC):
@@ -196,6 +198,10 @@ class Document(ABC):
     @abstractmethod
     def _render_page(self, index: int, dpi: int) -> RenderedPage: ...
 
+    def text_layer(self, index: int, scale: float) -> PageTextLayer | None:
+        """Page ``index``'s own words at the ``scale`` it was rendered at; None: images have none."""
+        return None
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -217,6 +223,9 @@ class _PdfDocument(Document):
     def _render_page(self, index: int, dpi: int) -> RenderedPage:
         image, scale = self._file.render(index, dpi, self._settings.documents.max_page_pixels)
         return _page(index, image, scale)
+
+    def text_layer(self, index: int, scale: float) -> PageTextLayer:
+        return self._file.text_layer(index, scale)
 
     def close(self) -> None:
         self._file.close()

@@ -20,7 +20,7 @@ from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
 import numpy as np
 
-from docparse import tracing
+from docparse import text_layer, tracing
 from docparse.assemble import (
     Block,
     PageContext,
@@ -38,7 +38,7 @@ from docparse.recognition.base import Recognizer
 from docparse.recognition.page_markdown import split_blocks
 from docparse.responses import DataInfo, FinalEvent, ModelSettings, PageEvent, PageResult, PageSize, Timings
 from docparse.scheduling import FairSlots, Priority, Ticket, ticket_task
-from docparse.types import LayoutBox, RegionJob, RegionResult, Task
+from docparse.types import READ_TASKS, LayoutBox, RegionJob, RegionResult, Task
 
 log = logging.getLogger("docparse.pipeline")
 
@@ -54,6 +54,7 @@ class Page(Protocol):
     image: np.ndarray
     width: int
     height: int
+    # (optional) text_layer: PageTextLayer | None, the PDF page's words when asked for
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class DocumentPipeline:
     # Every name a request's ``model`` may give (VLM profiles), the default first; unset:
     # ``recognizer`` alone, under its own name.
     recognizers: Mapping[str, Recognizer] | None = None
+    text_layer_default: str = "default"  # HPS_TEXT_LAYER: a request's textLayer when it sends none
 
     def __post_init__(self) -> None:
         # Fair, not first come first served: a one-page request gets the next free page
@@ -168,6 +170,22 @@ class DocumentPipeline:
         )
         await emit(final)
         return final
+
+    def uses_text_layer(self, request: LayoutParsingRequest) -> bool:
+        """Whether the request's PDF pages come with their text layer: textLayer, else
+        HPS_TEXT_LAYER, else the recognizer's own default (the CPU OCR's yes: the text
+        layer is exact and a hundred times cheaper; a VLM's no: its reading stays the same
+        as before for every client unless asked). Never for extraction or page-mode
+        profiles, whose answer is the page as a whole."""
+        try:
+            recognizer = self.recognizer_for(request.model)
+        except InvalidRequestError:
+            return False  # ``run`` refuses the request
+        mode = request.textLayer or self.text_layer_default
+        if mode == "default":
+            mode = "auto" if text_layer.by_default(recognizer) else "off"
+        whole_page = request.jsonSchema is not None or bool(getattr(recognizer, "page_mode", False))
+        return mode == "auto" and not whole_page
 
     def recognizer_for(self, model: str | None) -> Recognizer:
         """The recognizer a request's ``model`` names (the default when it names none);
@@ -248,6 +266,26 @@ class DocumentPipeline:
             return page.index, failed, failure, []
         return page.index, result, None, [r.failure for r in results if r.failure is not None]
 
+    async def _read(
+        self, recognizer: Recognizer, request: LayoutParsingRequest, page: Page, jobs: list[RegionJob], log_id: str
+    ) -> list[RegionResult]:
+        """Every region read: from the page's text layer where it came with the page and
+        is reliable (``docparse.text_layer``), the rest by the recognizer, which sees
+        those regions as dropped (they still compete for its lines) and skips the page
+        when nothing is left to read."""
+        layer = getattr(page, "text_layer", None)
+        if layer is None or not self.uses_text_layer(request):
+            return await self._recognize(recognizer, request, page, jobs, log_id)
+        found = await asyncio.to_thread(text_layer.read_regions, layer, page.image, jobs, text_layer.tasks_of(recognizer))
+        rest = [replace(job, task=Task.DROP) if i in found else job for i, job in enumerate(jobs)]
+        if any(job.task in READ_TASKS for job in rest):
+            results = await self._recognize(recognizer, request, page, rest, log_id)
+        else:
+            results = [RegionResult("") for _ in rest]
+        for i, content in found.items():
+            results[i] = RegionResult(content, source=text_layer.TEXT_LAYER_SOURCE)
+        return results
+
     async def _recognize(
         self, recognizer: Recognizer, request: LayoutParsingRequest, page: Page, jobs: list[RegionJob], log_id: str
     ) -> list[RegionResult]:
@@ -291,9 +329,10 @@ class DocumentPipeline:
         t1 = time.perf_counter()
         order = reading_order(boxes)
         jobs = [RegionJob(boxes[i], self.tasks.task_for(boxes[i].label)) for i in order]
-        results = await self._recognize(recognizer, request, page, jobs, log_id)
+        results = await self._read(recognizer, request, page, jobs, log_id)
         if page_mode:
             jobs, results, order = self._page_blocks(jobs[0], results[0])
+        text_layer.name_sources(jobs, results, recognizer.name)
         t2 = time.perf_counter()
         tracing.mark("page.recognized", log_id)
         blocks = [

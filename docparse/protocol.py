@@ -120,6 +120,7 @@ class RenderOptions(BaseModel):
     dpi: int | None = Field(None, description="Rendering DPI; null = HPS_RENDER_DPI.")
     start: StrictInt = Field(0, ge=0, description="First of the selected pages to render (0-based).")
     limit: StrictInt | None = Field(None, ge=1, description="Most pages to render from start; null = all.")
+    textLayer: bool = Field(False, description="Send each PDF page's text layer (its words) with the page.")
 
 
 class LayoutParsingRequest(LayoutOptions):
@@ -172,6 +173,13 @@ class LayoutParsingRequest(LayoutOptions):
         None, min_length=1, max_length=200,
         description="The VLM profile that reads the pages (HPS_VLM_PROFILES; GET /api/info lists them); "
         "null = the first. Unknown names are refused (422).",
+    )
+    textLayer: Literal["auto", "off"] | None = Field(
+        None,
+        description="auto: text regions of a born-digital PDF are read from the PDF's own text where it is "
+        "reliable (exact, and no recognizer call), the rest by the recognizer; off: every region by the "
+        "recognizer. null = HPS_TEXT_LAYER (by default auto with the CPU recognizer, off with a VLM). "
+        "Each block's source says which read it.",
     )
     temperature: float | None = Field(None, ge=0, description="VLM sampling temperature.")
     topP: float | None = Field(None, gt=0, le=1, description="VLM nucleus sampling.")

@@ -22,7 +22,9 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from docparse import text_layer
 from docparse.errors import InvalidDocumentError
+from docparse.responses import PageTextLayer
 
 # Re-entrant so that a document closed by the garbage collector while its thread
 # already holds the lock does not deadlock.
@@ -101,6 +103,21 @@ class PdfFile:
             finally:
                 page.close()
         return image, scale
+
+    def text_layer(self, index: int, scale: float) -> PageTextLayer:
+        """Page ``index``'s words in the pixels of its rendering at ``scale``."""
+        with PDFIUM_LOCK:
+            if self._pdf is None:
+                raise ValueError("the PDF is closed")
+            page = self._pdf[index]
+            try:
+                text_page = page.get_textpage()
+                try:
+                    return text_layer.extract(page, text_page, scale)
+                finally:
+                    text_page.close()
+            finally:
+                page.close()
 
     def close(self) -> None:
         with PDFIUM_LOCK:

@@ -37,6 +37,7 @@ import pebble
 
 from docparse.errors import InvalidDocumentError
 from docparse.render import PdfFile
+from docparse.responses import PageTextLayer
 
 # Documents a worker keeps open, for the pages of requests that take turns on it.
 OPEN_PER_WORKER = 4
@@ -108,6 +109,11 @@ class PooledPdf:
         shape, scale = self._pool.run(_render, args, f"page {index + 1} of the PDF")
         return np.array(np.ndarray(shape, np.uint8, buffer=self._pixels.buf)), scale
 
+    def text_layer(self, index: int, scale: float) -> PageTextLayer:
+        if self._path is None:
+            raise ValueError("the PDF is closed")
+        return self._pool.run(_text_layer, (self._path, index, scale), f"the text of page {index + 1} of the PDF")
+
     def close(self) -> None:
         if self._path is not None:
             self._path.unlink(missing_ok=True)
@@ -175,3 +181,8 @@ def _render(path: Path, index: int, dpi: int, max_pixels: int, pixels: str) -> t
     finally:
         memory.close()
     return shape, scale
+
+
+def _text_layer(path: Path, index: int, scale: float) -> PageTextLayer:
+    """Page ``index``'s words (``docparse.text_layer``), where pdfium may run."""
+    return _opened(path).text_layer(index, scale)

@@ -44,6 +44,10 @@ class ParsingBlock(_Model):
     block_order: int | None = Field(description="1-based reading position; null when left out of the Markdown.")
     block_image: str | None = omitted_when_unset("Figures: the markdown.images key of the crop.")
     error: str | None = omitted_when_unset("Set when this region could not be recognised.")
+    source: str | None = omitted_when_unset(
+        "Who read block_content: text_layer (the PDF's own text, textLayer=auto) or the recognizer "
+        "(vlm:<model>, cpu:pp-ocrv6); left out for figures and dropped labels."
+    )
 
 
 class LayoutDetBox(_Model):
@@ -166,6 +170,18 @@ class LayoutParsingResult(_Model):
     )
 
 
+#: One word of a PDF's text layer: its text (unusable characters left out), its box
+#: x1, y1, x2, y2 in page-image pixels, its characters, and how many of them are
+#: unreliable (private-use, U+FFFD, controls, no Unicode mapping, invisible).
+TextWord = tuple[str, float, float, float, float, int, int]
+
+
+class PageTextLayer(_Model):
+    """A PDF page's own text, word by word (``docparse.text_layer``)."""
+
+    words: list[TextWord] = Field(description="text, x1, y1, x2, y2, characters, unreliable characters.")
+
+
 class RenderedPageInfo(_Model):
     """The ``page`` output of ``pdf_render``, beside each page's pixels."""
 
@@ -176,6 +192,7 @@ class RenderedPageInfo(_Model):
     kind: str = Field(description="pdf or image.")
     pageCount: int = Field(description="Pages in the document.")
     selected: int = Field(description="Pages the request selected.")
+    textLayer: PageTextLayer | None = omitted_when_unset("With options.textLayer: the PDF page's words (none for images).")
 
 
 # --- envelopes (PaddleX: errorCode is 0 or the HTTP status) ---------------------------------

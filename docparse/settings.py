@@ -123,6 +123,13 @@ class RecognitionSettings(SettingsGroup):
     task_prompts: dict[Task, str] = Field(
         default_factory=dict, description='Overrides of the task → prompt table, as JSON: {"text": "OCR:"}.'
     )
+    text_layer: Literal["auto", "off", "default"] = Field(
+        "default",
+        validation_alias=env_alias("HPS_TEXT_LAYER", "text_layer"),
+        description="A request's textLayer when it sends none: auto reads text regions of born-digital PDFs "
+        "from the PDF's own text where it is reliable, off always recognizes; default (or unset): auto with "
+        "the cpu recognizer, off with the VLM.",
+    )
     extract_prompt: str = Field(
         DEFAULT_EXTRACT_PROMPT,
         validation_alias=env_alias("HPS_EXTRACT_PROMPT", "extract_prompt"),

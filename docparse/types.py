@@ -101,6 +101,7 @@ class RegionResult:
     content: str = ""
     failure: DocParseError | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    source: str | None = None  # who read it: "text_layer" or the recognizer's name (set by the pipeline)
 
     @property
     def error(self) -> str | None:

@@ -13,6 +13,7 @@ import functools
 import importlib.resources
 import io
 import re
+from typing import Callable
 
 import pypdfium2 as pdfium
 from PIL import Image
@@ -88,7 +89,9 @@ def _box(label: str) -> tuple[float, float, float, float]:
     )
 
 
-def _draw_page(canvas: Canvas, page: int) -> None:
+def _draw_page(canvas: Canvas, page: int, body: Callable[[Canvas, float, float, float, float], None] | None = None) -> None:
+    """Page ``page`` of the sample document; ``body`` draws the text region instead of
+    its two paragraphs (``testkit.text_layers``: the same page with a broken text layer)."""
     x, y, w, h = _box("header")
     canvas.setFont("Helvetica", 9)
     canvas.setFillColor(colors.grey)
@@ -100,6 +103,12 @@ def _draw_page(canvas: Canvas, page: int) -> None:
     canvas.drawCentredString(x + w / 2, y + h / 3, TITLE_TEXT)
 
     x, y, w, h = _box("text")
+    (body or _draw_paragraphs)(canvas, x, y, w, h)
+    _rest_of_page(canvas, page)
+
+
+def _draw_paragraphs(canvas: Canvas, x: float, y: float, w: float, h: float) -> None:
+    """The English and the Chinese paragraph, in the text region."""
     english_style = ParagraphStyle("en", fontName="Helvetica", fontSize=11, leading=15)
     chinese_style = ParagraphStyle(
         "zh", fontName=_register_cjk_font(), fontSize=11, leading=16, wordWrap="CJK"
@@ -111,6 +120,8 @@ def _draw_page(canvas: Canvas, page: int) -> None:
     english.drawOn(canvas, x, y + h - en_height)
     chinese.drawOn(canvas, x, y + h - en_height - 10 - zh_height)
 
+
+def _rest_of_page(canvas: Canvas, page: int) -> None:
     x, y, w, h = _box("paragraph_title")
     canvas.setFont("Helvetica-Bold", 15)
     canvas.drawString(x, y + h / 4, PARAGRAPH_TITLE_TEXT)

@@ -21,13 +21,8 @@ from docparse.layout.cpu_backend import CpuLayoutDetector, iou, packaged_model_p
 from docparse.pipeline import DocumentInfo, DocumentPipeline
 from docparse.protocol import parse_request
 from docparse.recognition import build_recognizer
-from docparse.recognition.cpu_ocr import (
-    CpuOcrRecognizer,
-    OcrLine,
-    group_rows,
-    join_words,
-    region_content,
-)
+from docparse.recognition.cpu_ocr import CpuOcrRecognizer
+from docparse.recognition.lines import TextLine, group_rows, join_words, region_content
 from docparse.recognition.tasks import TaskTable
 from docparse.responses import FinalEvent
 from docparse.settings import LayoutSettings, RecognitionSettings, Settings
@@ -238,8 +233,8 @@ def test_an_engine_failure_marks_every_region_that_needed_ocr(jobs, page):
             assert result.error == "CPU OCR failed on the page: RuntimeError: onnxruntime exploded"
 
 
-def line(text: str, x1: float, y1: float, x2: float, y2: float) -> OcrLine:
-    return OcrLine(text, (x1, y1, x2, y2))
+def line(text: str, x1: float, y1: float, x2: float, y2: float) -> TextLine:
+    return TextLine(text, (x1, y1, x2, y2))
 
 
 def test_lines_are_ordered_in_rows_and_joined_without_spaces_between_cjk():

@@ -55,7 +55,7 @@ log = logging.getLogger("docparse.orchestrator")
 
 
 async def render_pages(
-    data: bytes, request: LayoutParsingRequest, window: int
+    data: bytes, request: LayoutParsingRequest, window: int, text_layer: bool = False
 ) -> AsyncIterator[tuple[DocumentInfo, RenderedPage]]:
     """The selected pages, asked of ``pdf_render`` ``window`` pages at a time: it sends
     pages as fast as it renders them, and unread pages wait in shared memory (asked for
@@ -64,7 +64,7 @@ async def render_pages(
     start, selected = 0, None
     while selected is None or start < selected:
         options = RenderOptions(fileType=request.fileType, pages=request.pages, dpi=request.dpi,
-                                start=start, limit=window)
+                                start=start, limit=window, textLayer=text_layer)
         bls = pb_utils.InferenceRequest(
             model_name="pdf_render",
             inputs=[
@@ -80,7 +80,8 @@ async def render_pages(
             raise_if_error(page_json)
             info = RenderedPageInfo.model_validate(page_json)
             image = pb_utils.get_output_tensor_by_name(response, "image").as_numpy()
-            page = RenderedPage(index=info.index, image=image, width=info.width, height=info.height, scale=info.scale)
+            page = RenderedPage(index=info.index, image=image, width=info.width, height=info.height, scale=info.scale,
+                                text_layer=info.textLayer)
             selected = info.selected
             received += 1
             yield DocumentInfo(info.kind, info.pageCount, selected), page
@@ -125,6 +126,7 @@ class TritonPythonModel:
             max_pages_in_process=self.settings.orchestrator.max_pages_in_process,
             max_page_retries=self.settings.orchestrator.max_page_retries,
             default_temperature=self.settings.vlm.temperature,
+            text_layer_default=self.settings.recognition.text_layer,
         )
         # Documents past the bound wait by class: a synchronous request before jobs.
         self.documents = FairSlots(self.settings.orchestrator.max_documents_in_flight)
@@ -161,7 +163,8 @@ class TritonPythonModel:
                     request,
                     self.pipeline.run(
                         parsed,
-                        render_pages(data, parsed, window=self.settings.orchestrator.render_window),
+                        render_pages(data, parsed, window=self.settings.orchestrator.render_window,
+                                     text_layer=self.pipeline.uses_text_layer(parsed)),
                         emit,
                         log_id,
                         request.is_cancelled,

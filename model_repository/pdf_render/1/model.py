@@ -76,9 +76,10 @@ class TritonPythonModel:
             page = await asyncio.to_thread(next, pages)
             if request.is_cancelled():
                 return False
+            words = await asyncio.to_thread(document.text_layer, page.index, page.scale) if options.textLayer else None
             info = RenderedPageInfo(
                 index=page.index, width=page.width, height=page.height, scale=page.scale,
-                kind=document.kind, pageCount=document.page_count, selected=len(indices),
+                kind=document.kind, pageCount=document.page_count, selected=len(indices), textLayer=words,
             )
             # The last page closes the stream itself: no separate empty response
             # arriving while the orchestrator starts on that page.
