@@ -151,9 +151,13 @@ class BenchStack:
             ("simulator", self.simulator.process.pid),
         ):
             found.append((root_role, root))
-            for pid in descendants(root, parents):
+            roles = {root: root_role}
+            for pid in descendants(root, parents):  # parents before their children
                 model = stub_model(read_cmdline(pid))
-                found.append((f"stub:{model}" if model else root_role, pid))
+                parent_role = roles.get(parents.get(pid, root), root_role)
+                # A stub's own processes (pdf_render's render workers) are that stub's work.
+                roles[pid] = f"stub:{model}" if model else parent_role
+                found.append((roles[pid], pid))
         return found
 
 
@@ -236,16 +240,16 @@ def parent_map() -> dict[int, int]:
 
 
 def descendants(root: int, parents: dict[int, int]) -> list[int]:
-    """Every process below ``root`` (children, their children, …)."""
+    """Every process below ``root`` (children, their children, …), each after its parent."""
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
         children.setdefault(ppid, []).append(pid)
-    found, todo = [], list(children.get(root, []))
+    found, todo = [], sorted(children.get(root, []))
     while todo:
-        pid = todo.pop()
+        pid = todo.pop(0)
         found.append(pid)
-        todo.extend(children.get(pid, []))
-    return sorted(found)
+        todo.extend(sorted(children.get(pid, [])))
+    return found
 
 
 def stub_model(cmdline: list[str]) -> str | None:

@@ -168,6 +168,11 @@ def parsing_block(block: Block, order: int | None) -> ParsingBlock:
     )
 
 
+def needs_pixels(blocks: Sequence[Block], ctx: PageContext) -> bool:
+    """Whether ``build_page_result`` draws or cuts the page (else any array will do)."""
+    return ctx.visualize or (ctx.return_images and any(block.image_path for block in blocks))
+
+
 def build_page_result(page: np.ndarray, blocks: Sequence[Block], ctx: PageContext) -> PageResult:
     """One ``layoutParsingResults[]`` item; ``blocks`` are in reading order."""
     parsing = []

@@ -15,6 +15,7 @@ package stays importable without it.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import queue
 import uuid
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import numpy as np
+import pybase64
 
 from docparse import tracing
 from docparse.errors import (
@@ -61,6 +63,26 @@ def input_tensor(request: dict, shape: list[int]) -> Any:
     tensor = grpcclient.InferInput("input", shape, "BYTES")
     tensor.set_data_from_numpy(np.array([json_bytes(request)], dtype=np.object_).reshape(shape))
     return tensor
+
+
+def document_inputs(request: dict) -> list[Any]:
+    """The stream model's inputs for a request whose ``file`` is base64: the JSON without
+    it, and the document's bytes in the ``file`` input. A page image is 1-3 MB: carried
+    as base64 in the JSON, it costs a third more to send and a JSON parse, a validation
+    and a decode in the orchestrator's one busy process (BENCHMARKS.md, "Feeding the
+    VLM"). A file that is not base64 (a URL, refused there) goes in the JSON as it is."""
+    import tritonclient.grpc as grpcclient
+
+    file = request.get("file")
+    try:
+        data = pybase64.b64decode(file.partition(",")[2] if file.startswith("data:") else file, validate=True)
+    except (AttributeError, ValueError, binascii.Error):
+        return [input_tensor(request, [1])]
+    if not data:
+        return [input_tensor(request, [1])]
+    tensor = grpcclient.InferInput("file", [len(data)], "UINT8")
+    tensor.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
+    return [input_tensor({key: value for key, value in request.items() if key != "file"}, [1]), tensor]
 
 
 def output_bytes(result: Any) -> bytes | None:
@@ -177,12 +199,12 @@ class AsyncTritonClient:
         """The document's events (pages, then the final one); raises DocParseError.
         ``priority``: its class where documents, pages and VLM calls wait
         (docparse.scheduling; the jobs runner's are ``BATCH``)."""
-        tensor = input_tensor(request, [1])
+        inputs = document_inputs(request)
         tracing.mark("gateway.to_triton", log_id)
         parameters = {PRIORITY_PARAMETER: priority.name.lower()} if priority is not Priority.INTERACTIVE else None
 
         async def one_request():
-            yield {"model_name": STREAM_MODEL, "inputs": [tensor], "request_id": log_id, "parameters": parameters}
+            yield {"model_name": STREAM_MODEL, "inputs": inputs, "request_id": log_id, "parameters": parameters}
 
         responses = self.client.stream_infer(one_request())
         ended = False  # the server closed the stream itself

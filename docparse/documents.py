@@ -8,16 +8,19 @@ never holds more than one page's pixels. The pixels themselves come from
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from docparse.errors import InvalidDocumentError, InvalidRequestError, LimitExceededError, clip
-from docparse.render import ImageFile, PdfFile
+from docparse.jpeg import encode_jpeg
+from docparse.render import ImageFile, PdfFile, RenderedJpeg, fit_scale
 from docparse.render_pool import RenderPool
 from docparse.responses import PageTextLayer
 from docparse.settings import MIN_DPI, Settings
@@ -185,6 +188,16 @@ class Document(ABC):
     def render(self, indices: list[int], dpi: int) -> Iterator[RenderedPage]:
         """The pages at ``indices`` (0-based), one at a time as the iterator advances.
         ``dpi`` and the indices are checked now, before any page is rendered."""
+        self._check(indices, dpi)
+        return (self._render_page(index, dpi) for index in list(indices))
+
+    def render_jpeg(self, indices: list[int], dpi: int, max_pixels: int, quality: int) -> Iterator[RenderedJpeg]:
+        """As ``render``, each page as a JPEG of at most ``max_pixels`` (for a VLM that
+        reads it whole), rendered at that size where possible."""
+        self._check(indices, dpi)
+        return (self._render_jpeg(index, dpi, max_pixels, quality) for index in list(indices))
+
+    def _check(self, indices: list[int], dpi: int) -> None:
         if not MIN_DPI <= dpi <= self._settings.documents.max_render_dpi:
             raise InvalidRequestError(
                 f"dpi {dpi} is out of range: it must be between {MIN_DPI} and "
@@ -193,10 +206,20 @@ class Document(ABC):
         for index in indices:
             if not 0 <= index < self.page_count:
                 raise _out_of_range(index + 1, self.page_count)
-        return (self._render_page(index, dpi) for index in list(indices))
 
     @abstractmethod
     def _render_page(self, index: int, dpi: int) -> RenderedPage: ...
+
+    def _render_jpeg(self, index: int, dpi: int, max_pixels: int, quality: int) -> RenderedJpeg:
+        """The rendered page made to fit ``max_pixels`` and encoded (images)."""
+        page = self._render_page(index, dpi)
+        image = page.image
+        fitted = fit_scale(page.width, page.height, 1.0, max_pixels)
+        if fitted < 1.0:
+            size = (max(1, math.floor(page.width * fitted)), max(1, math.floor(page.height * fitted)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return RenderedJpeg(encode_jpeg(image, quality), image.shape[1], image.shape[0],
+                            page.width, page.height, page.scale)
 
     def text_layer(self, index: int, scale: float) -> PageTextLayer | None:
         """Page ``index``'s own words at the ``scale`` it was rendered at; None: images have none."""
@@ -223,6 +246,9 @@ class _PdfDocument(Document):
     def _render_page(self, index: int, dpi: int) -> RenderedPage:
         image, scale = self._file.render(index, dpi, self._settings.documents.max_page_pixels)
         return _page(index, image, scale)
+
+    def _render_jpeg(self, index: int, dpi: int, max_pixels: int, quality: int) -> RenderedJpeg:
+        return self._file.render_jpeg(index, dpi, self._settings.documents.max_page_pixels, max_pixels, quality)
 
     def text_layer(self, index: int, scale: float) -> PageTextLayer:
         return self._file.text_layer(index, scale)

@@ -37,8 +37,9 @@ _SOI, _EOI, _SOF0, _SOS, _DRI, _RST0 = 0xD8, 0xD9, 0xC0, 0xDA, 0xDD, 0xD0
 _helpers = ThreadPoolExecutor(max_workers=max(1, STRIPS - 1), thread_name_prefix="jpeg-strip")
 
 
-def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
-    """``pixels`` (RGB, RGBA or grey; alpha is dropped) as a baseline 4:2:0 colour JPEG.
+def encode_jpeg(pixels: np.ndarray, quality: int, bgr: bool = False) -> bytes:
+    """``pixels`` (RGB, RGBA or grey; alpha is dropped; BGR or BGRA with ``bgr``, as
+    pdfium renders and OpenCV decodes) as a baseline 4:2:0 colour JPEG.
 
     Large pictures are encoded in strips, the calling thread taking the first: a strip
     still waiting for a helper when the caller is done is encoded by the caller, so a
@@ -48,23 +49,23 @@ def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
     strip_height = math.ceil(math.ceil(height / MCU) / STRIPS) * MCU
     restart_interval = math.ceil(width / MCU) * (strip_height // MCU)
     if height * width < PARALLEL_MIN_PIXELS or strip_height >= height or restart_interval > MAX_RESTART_INTERVAL:
-        return _encode(pixels, params)
+        return _encode(pixels, params, bgr)
     strips = [pixels[top : top + strip_height] for top in range(0, height, strip_height)]
-    pending = [_helpers.submit(_encode, strip, params) for strip in strips[1:]]
-    parts = [_encode(strips[0], params)]
+    pending = [_helpers.submit(_encode, strip, params, bgr) for strip in strips[1:]]
+    parts = [_encode(strips[0], params, bgr)]
     for future, strip in zip(pending, strips[1:]):
-        parts.append(_encode(strip, params) if future.cancel() else future.result())
+        parts.append(_encode(strip, params, bgr) if future.cancel() else future.result())
     return join_strips(parts, height, restart_interval)
 
 
-def _encode(pixels: np.ndarray, params: list[int]) -> bytes:
-    """One JPEG file; OpenCV's encoder takes BGR, so the channels are converted first."""
+def _encode(pixels: np.ndarray, params: list[int], is_bgr: bool = False) -> bytes:
+    """One JPEG file; OpenCV's encoder takes BGR, so other channels are converted first."""
     if pixels.ndim == 2:
         bgr = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
     elif pixels.shape[2] == 4:  # alpha is dropped, as Pillow's convert("RGB") does
-        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGR)
+        bgr = cv2.cvtColor(pixels, cv2.COLOR_BGRA2BGR if is_bgr else cv2.COLOR_RGBA2BGR)
     else:
-        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+        bgr = pixels if is_bgr else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(".jpg", bgr, params)
     if not ok:
         raise ValueError(f"JPEG encoding failed for a picture of shape {pixels.shape}")

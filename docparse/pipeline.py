@@ -25,6 +25,7 @@ from docparse.assemble import (
     Block,
     PageContext,
     build_page_result,
+    needs_pixels,
     failed_page_result,
     image_path_for,
     reading_order,
@@ -45,6 +46,8 @@ log = logging.getLogger("docparse.pipeline")
 # The label a whole page gets when layout detection is off, by PaddleOCR-VL's promptLabel.
 WHOLE_PAGE_LABELS = {None: "text", "ocr": "text", "table": "table",
                      "formula": "display_formula", "chart": "chart"}
+# What assembly gets for a page it neither draws nor cuts (``assemble.needs_pixels``).
+NO_PIXELS = np.zeros((1, 1, 3), dtype=np.uint8)
 
 
 class Page(Protocol):
@@ -187,6 +190,33 @@ class DocumentPipeline:
         whole_page = request.jsonSchema is not None or bool(getattr(recognizer, "page_mode", False))
         return mode == "auto" and not whole_page
 
+    def needs_pixels(self, request: LayoutParsingRequest) -> bool:
+        """Whether the request's pages must come as pixels. Not when each page is one
+        whole-page region (layout off, or a page-mode profile) read by a recognizer that
+        sends a page's encoded picture as it is and nothing draws the page: then a page
+        may come encoded (``docparse.page_images``) and is decoded only if it must be
+        resized for the VLM."""
+        try:
+            recognizer = self.recognizer_for(request.model)
+        except InvalidRequestError:
+            return True  # ``run`` refuses the request
+        whole_page = request.useLayoutDetection is False or self._page_mode(recognizer, request)
+        return not (whole_page and getattr(recognizer, "reads_encoded_pages", False) and not request.visualize)
+
+    def pixel_budget(self, request: LayoutParsingRequest) -> int | None:
+        """The most pixels the request's recognizer gives a VLM a page with (its crop
+        limit): the size a page that goes whole is rendered at. ``None``: no limit known."""
+        try:
+            limits = getattr(self.recognizer_for(request.model), "pixel_limits", None)
+            return None if limits is None else limits(request.recognition_params(""))[1]
+        except InvalidRequestError:
+            return None  # ``run`` refuses the request
+
+    @staticmethod
+    def _page_mode(recognizer: Recognizer, request: LayoutParsingRequest) -> bool:
+        """Whether the recognizer reads each page whole (a page-mode VLM profile)."""
+        return bool(getattr(recognizer, "page_mode", False)) and request.jsonSchema is None
+
     def recognizer_for(self, model: str | None) -> Recognizer:
         """The recognizer a request's ``model`` names (the default when it names none);
         an unknown name is refused (422) listing the known ones."""
@@ -292,7 +322,7 @@ class DocumentPipeline:
         """Every region read; the bad ones (``docparse.page_retries``) read again up to
         the request's page retries, a little warmer each time, then marked failed."""
         params = request.recognition_params(log_id)
-        results = await recognizer.recognize(page.image, jobs, params)
+        results = await recognizer.recognize(page, jobs, params)
         retries = self.max_page_retries if request.maxPageRetries is None else request.maxPageRetries
         base = self.default_temperature if params.temperature is None else params.temperature
         for attempt in range(1, retries + 1):
@@ -301,7 +331,7 @@ class DocumentPipeline:
             log.warning("logId=%s page=%d retry %d of %d for %d region(s): %s", log_id, page.index + 1,
                         attempt, retries, len(bad), next(iter(bad.values())))
             warmer = replace(params, temperature=retry_temperature(base, attempt))
-            again = await recognizer.recognize(page.image, [jobs[i] for i in bad], warmer)
+            again = await recognizer.recognize(page, [jobs[i] for i in bad], warmer)
             for i, result in zip(bad, again):
                 results[i] = result
         give_up(results, bad_regions(jobs, results))
@@ -318,7 +348,7 @@ class DocumentPipeline:
     async def _parse_page(self, document: "_Document", page: Page) -> tuple[PageResult, list[RegionResult]]:
         request, log_id, timings = document.request, document.log_id, document.timings
         recognizer = document.recognizer or self.recognizer
-        page_mode = bool(getattr(recognizer, "page_mode", False)) and request.jsonSchema is None
+        page_mode = self._page_mode(recognizer, request)
         t0 = time.perf_counter()
         if request.useLayoutDetection is False or page_mode:
             label = "text" if page_mode else WHOLE_PAGE_LABELS[request.promptLabel]
@@ -355,7 +385,7 @@ class DocumentPipeline:
             return_images=request.returnMarkdownImages,
             visualize=bool(request.visualize),
         )
-        result, assemble_cpu = await asyncio.to_thread(build_page_result_cpu, page.image, blocks, context)
+        result, assemble_cpu = await asyncio.to_thread(build_page_result_cpu, page, blocks, context)
         t3 = time.perf_counter()
         tracing.mark("page.assembled", log_id)
         timings.layout += t1 - t0
@@ -383,11 +413,13 @@ class DocumentPipeline:
 
 
 def build_page_result_cpu(
-    image: np.ndarray, blocks: list[Block], context: PageContext
+    page: Page, blocks: list[Block], context: PageContext
 ) -> tuple[PageResult, float]:
     """``build_page_result`` and the CPU seconds this thread spent in it: ``thread_time``,
     because the orchestrator works on many documents at once and its process CPU time
-    would mix them."""
+    would mix them. The page's pixels are read (decoded, for a page that came encoded)
+    only if the result draws or cuts them."""
     cpu_started = time.thread_time()
-    result = build_page_result(image, blocks, context)
+    pixels = page.image if needs_pixels(blocks, context) else NO_PIXELS
+    result = build_page_result(pixels, blocks, context)
     return result, time.thread_time() - cpu_started

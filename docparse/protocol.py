@@ -121,6 +121,11 @@ class RenderOptions(BaseModel):
     start: StrictInt = Field(0, ge=0, description="First of the selected pages to render (0-based).")
     limit: StrictInt | None = Field(None, ge=1, description="Most pages to render from start; null = all.")
     textLayer: bool = Field(False, description="Send each PDF page's text layer (its words) with the page.")
+    jpegMaxPixels: StrictInt | None = Field(
+        None, ge=784,
+        description="Send each page as a JPEG of at most this many pixels (output `encoded`, rendered at that "
+        "size) instead of its pixels (`image`): for pages a VLM reads whole. null = pixels.",
+    )
 
 
 class LayoutParsingRequest(LayoutOptions):
@@ -348,6 +353,13 @@ def load_json(raw: bytes | str, error: type[DocParseError] = InvalidRequestError
     ``what``) says what is wrong otherwise. Every JSON entry point reads through here:
     the gateway's body and form fields, the Triton models' inputs."""
     check_json_limits(raw, error, what, max_entries)
+    try:
+        # orjson: 3x the standard library on a page image's base64 (2.5 against 7.9 ms
+        # for 2.6 MB here); what it refuses and the standard library reads (integers
+        # beyond 64 bits, lone surrogates, NaN) is read as before, as are the errors.
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(raw)
     except RecursionError:  # the limits keep it from happening; never a 500 if it does

@@ -36,7 +36,7 @@ import numpy as np
 import pebble
 
 from docparse.errors import InvalidDocumentError
-from docparse.render import PdfFile
+from docparse.render import PdfFile, RenderedJpeg
 from docparse.responses import PageTextLayer
 
 # Documents a worker keeps open, for the pages of requests that take turns on it.
@@ -108,6 +108,13 @@ class PooledPdf:
         args = (self._path, index, dpi, max_pixels, self._pixels.name)
         shape, scale = self._pool.run(_render, args, f"page {index + 1} of the PDF")
         return np.array(np.ndarray(shape, np.uint8, buffer=self._pixels.buf)), scale
+
+    def render_jpeg(self, index: int, dpi: int, max_page_pixels: int, max_pixels: int, quality: int) -> RenderedJpeg:
+        """As ``PdfFile.render_jpeg``, in a worker: the JPEG comes back, not the pixels."""
+        if self._path is None:
+            raise ValueError("the PDF is closed")
+        args = (self._path, index, dpi, max_page_pixels, max_pixels, quality)
+        return self._pool.run(_render_jpeg, args, f"page {index + 1} of the PDF")
 
     def text_layer(self, index: int, scale: float) -> PageTextLayer:
         if self._path is None:
@@ -181,6 +188,10 @@ def _render(path: Path, index: int, dpi: int, max_pixels: int, pixels: str) -> t
     finally:
         memory.close()
     return shape, scale
+
+
+def _render_jpeg(path: Path, index: int, dpi: int, max_page_pixels: int, max_pixels: int, quality: int) -> RenderedJpeg:
+    return _opened(path).render_jpeg(index, dpi, max_page_pixels, max_pixels, quality)
 
 
 def _text_layer(path: Path, index: int, scale: float) -> PageTextLayer:

@@ -193,6 +193,8 @@ class RenderedPageInfo(_Model):
     pageCount: int = Field(description="Pages in the document.")
     selected: int = Field(description="Pages the request selected.")
     textLayer: PageTextLayer | None = omitted_when_unset("With options.textLayer: the PDF page's words (none for images).")
+    encodedWidth: int | None = omitted_when_unset("With options.jpegMaxPixels: the JPEG's width (width: the page's).")
+    encodedHeight: int | None = omitted_when_unset("With options.jpegMaxPixels: the JPEG's height.")
 
 
 # --- envelopes (PaddleX: errorCode is 0 or the HTTP status) ---------------------------------

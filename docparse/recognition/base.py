@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-import numpy as np
-
+from docparse.page_images import PageSource
 from docparse.types import RecognitionParams, RegionJob, RegionResult
 
 
@@ -21,12 +20,15 @@ class Recognizer(Protocol):
 
     async def recognize(
         self,
-        page: np.ndarray,
+        page: PageSource,
         jobs: Sequence[RegionJob],
         params: RecognitionParams,
     ) -> list[RegionResult]:
         """Return one result per job, in the same order. A region that fails is returned
-        with ``error`` set; it never raises for one region's failure."""
+        with ``error`` set; it never raises for one region's failure. ``page``: its
+        pixels, or a page whose ``image`` is decoded when read (``docparse.page_images``:
+        engines that can send a whole page's encoded picture as it is say
+        ``reads_encoded_pages``)."""
         ...
 
     async def ensure_available(self) -> None:

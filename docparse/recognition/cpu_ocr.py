@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from docparse.errors import InternalError, ModelSetupError, describe
+from docparse.page_images import PageSource, pixels_of
 from docparse.recognition.lines import TextLine, assign_lines, region_content
 from docparse.types import READ_TASKS, RecognitionParams, RegionJob, RegionResult
 
@@ -104,7 +105,7 @@ class CpuOcrRecognizer:
         return lines
 
     async def recognize(
-        self, page: np.ndarray, jobs: Sequence[RegionJob], params: RecognitionParams
+        self, page: PageSource, jobs: Sequence[RegionJob], params: RecognitionParams
     ) -> list[RegionResult]:
         """One result per job. Generation options in ``params`` do not apply to OCR."""
         if not any(needs_ocr(job) for job in jobs):
@@ -112,7 +113,7 @@ class CpuOcrRecognizer:
         started = time.perf_counter()
         abandoned = threading.Event()
         try:
-            lines = await asyncio.to_thread(self.read_page, page, abandoned)
+            lines = await asyncio.to_thread(self.read_page, pixels_of(page), abandoned)
         except asyncio.CancelledError:
             abandoned.set()  # the thread cannot be stopped, but it need not read the page
             raise

@@ -18,6 +18,8 @@ from docparse.types import LayoutBox
 
 # Qwen2-VL-style vision encoders (GLM-OCR's included) read 28x28 pixel patches.
 PATCH = 28
+# JPEG quality of what the VLM reads: high, as the model reads small print.
+VLM_JPEG_QUALITY = 95
 
 
 def crop_region(page: np.ndarray, box: LayoutBox, padding: int = 0) -> np.ndarray:
@@ -103,6 +105,6 @@ def jpeg_base64(image: np.ndarray | Image.Image, quality: int = 90) -> str:
     return pybase64.b64encode(encode_jpeg(np.asarray(image), quality)).decode("ascii")
 
 
-def encode_jpeg_data_uri(image: np.ndarray, quality: int = 95) -> str:
+def encode_jpeg_data_uri(image: np.ndarray, quality: int = VLM_JPEG_QUALITY) -> str:
     """``data:image/jpeg;base64,...``: how an OpenAI chat message carries an image."""
     return "data:image/jpeg;base64," + jpeg_base64(image, quality)

@@ -22,9 +22,10 @@ import numpy as np
 
 from docparse import extraction, tracing
 from docparse.errors import InvalidRequestError, RecognitionError, RecognitionUnavailableError, as_error
+from docparse.page_images import PageSource, pixels_of, sized_for_vlm, whole_page_image
 from docparse.protocol import json_bytes
 from docparse.recognition.breaker import CircuitBreaker
-from docparse.recognition.crops import crop_region, encode_jpeg_data_uri, resize_for_vlm
+from docparse.recognition.crops import VLM_JPEG_QUALITY, crop_region, encode_jpeg_data_uri, resize_for_vlm
 from docparse.recognition.page_markdown import answer_text
 from docparse.recognition.profiles import VlmProfile
 from docparse.recognition.tasks import TaskTable
@@ -294,6 +295,7 @@ class VlmRecognizer:
         self.settings = settings
         self.name = f"vlm:{client.model}"
         self.supports_extraction = True
+        self.reads_encoded_pages = True  # a whole page may come as its encoded picture (page_images)
         self.profile = profile
         # Page mode (profiles.py): the whole page in one call, its answer split into blocks.
         self.page_mode = profile is not None and profile.mode == "page"
@@ -323,11 +325,11 @@ class VlmRecognizer:
         return cls(VlmClient(vlm), tasks, own, profile)
 
     async def recognize(
-        self, page: np.ndarray, jobs: Sequence[RegionJob], params: RecognitionParams
+        self, page: PageSource, jobs: Sequence[RegionJob], params: RecognitionParams
     ) -> list[RegionResult]:
         return list(await asyncio.gather(*(self._region(page, job, params) for job in jobs)))
 
-    async def _region(self, page: np.ndarray, job: RegionJob, params: RecognitionParams) -> RegionResult:
+    async def _region(self, page: PageSource, job: RegionJob, params: RecognitionParams) -> RegionResult:
         """One region's result; a failure is kept in the result, never raised."""
         if job.task not in READ_TASKS:
             return RegionResult("")
@@ -345,7 +347,7 @@ class VlmRecognizer:
         return RegionResult(content, timings=timings)
 
     async def _read(
-        self, page: np.ndarray, job: RegionJob, params: RecognitionParams, timings: dict[str, float]
+        self, page: PageSource, job: RegionJob, params: RecognitionParams, timings: dict[str, float]
     ) -> str:
         settings = self.settings
         schema = params.json_schema
@@ -389,14 +391,22 @@ class VlmRecognizer:
         return smallest, largest
 
     def _encode(
-        self, page: np.ndarray, job: RegionJob, min_pixels: int, max_pixels: int
+        self, page: PageSource, job: RegionJob, min_pixels: int, max_pixels: int
     ) -> tuple[str, float]:
         """Crop, resize and JPEG-encode: the CPU part, run off the event loop. Returns the
         data URI and the CPU seconds of this thread spent on it: ``thread_time``, because
         the process works on many regions and documents at once and its CPU clock
-        (``process_time``) would charge all of them to this crop."""
+        (``process_time``) would charge all of them to this crop.
+
+        A whole page whose encoded picture already fits the pixel limits goes as it is
+        (``docparse.page_images``): no pixels decoded, none encoded."""
         cpu_started = time.thread_time()
-        crop = crop_region(page, job.box, self.settings.crops.padding)
+        encoded = whole_page_image(page, job.box) if not isinstance(page, np.ndarray) else None
+        if encoded is not None:
+            if not encoded.fits(min_pixels, max_pixels):
+                encoded = sized_for_vlm(encoded, min_pixels, max_pixels, VLM_JPEG_QUALITY)
+            return encoded.data_uri(), time.thread_time() - cpu_started
+        crop = crop_region(pixels_of(page), job.box, self.settings.crops.padding)
         uri = encode_jpeg_data_uri(resize_for_vlm(crop, min_pixels, max_pixels))
         return uri, time.thread_time() - cpu_started
 

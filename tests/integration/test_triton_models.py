@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import queue
 import time
 import urllib.request
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from docparse.client import TritonLayoutClient, request_for
@@ -77,6 +80,24 @@ def test_pdf_render_streams_one_response_per_selected_page(triton):
     assert [p["index"] for p in pages] == [0, 2]
     assert all(p["kind"] == "pdf" and p["pageCount"] == 3 for p in pages)
     assert responses[0].as_numpy("image").shape[:2] == A4_144DPI
+
+
+def test_pdf_render_sends_pages_as_jpegs_at_the_size_asked_for(triton):
+    """For pages a VLM reads whole: rendered at its pixel budget, JPEG-encoded in the
+    renderer, with the size the page has at the dpi."""
+    data = np.frombuffer(sample_pdf(pages=2), dtype=np.uint8)
+    document = grpcclient.InferInput("document", list(data.shape), "UINT8")
+    document.set_data_from_numpy(data)
+    options = json_input("options", {"jpegMaxPixels": 1_000_000}, [1])
+
+    responses = stream_model(triton, "pdf_render", [document, options])
+
+    for response in responses:
+        page = json.loads(response.as_numpy("page")[0])
+        assert (page["height"], page["width"]) == A4_144DPI
+        with Image.open(io.BytesIO(response.as_numpy("encoded").tobytes())) as jpeg:
+            assert jpeg.format == "JPEG" and jpeg.size == (page["encodedWidth"], page["encodedHeight"])
+            assert jpeg.width * jpeg.height <= 1_000_000 and jpeg.width == pytest.approx(1191 * math.sqrt(1_000_000 / (1191 * 1684)), abs=2)
 
 
 def test_pdf_render_renders_only_the_window_asked_for(triton):
@@ -234,6 +255,21 @@ def test_three_page_pdf_streams_three_pages_then_the_final(triton, vlm):
     assert len(page.markdown.images) == 1  # the figure crop
     labels = [b.block_label for b in page.prunedResult.parsing_res_list]
     assert labels[:3] == ["header", "doc_title", "text"]
+
+
+def test_the_document_may_come_as_bytes_beside_the_json(triton, vlm):
+    """An engineer's gRPC client (and the gateway) may send the file in the ``file``
+    input instead of base64 in the JSON."""
+    data = np.frombuffer(sample_pdf(pages=2), dtype=np.uint8)
+    file = grpcclient.InferInput("file", list(data.shape), "UINT8")
+    file.set_data_from_numpy(data)
+    body = json_input("input", {"logId": "bytes-in", "useLayoutDetection": False}, [1])
+
+    responses = stream_model(triton, "layout-parsing-stream", [body, file])
+
+    events = [json.loads(r.as_numpy("output")[0]) for r in responses]
+    assert [e["type"] for e in events] == ["page", "page", "final"]
+    assert events[-1]["dataInfo"]["type"] == "pdf" and events[-1]["logId"] == "bytes-in"
 
 
 def test_the_vlm_gets_the_right_prompt_for_each_region_type(triton, vlm):

@@ -14,6 +14,7 @@ from docparse.errors import (
     RecognitionError,
     RecognitionUnavailableError,
 )
+from docparse.page_images import pixels_of
 from docparse.pipeline import DocumentInfo, DocumentPipeline
 from docparse.protocol import json_bytes, parse_request
 from docparse.types import LayoutBox, RegionResult, Task
@@ -33,7 +34,7 @@ class FailingRecognizer:
 
     async def recognize(self, page, jobs, params):
         self.calls += 1
-        index = int(page[0, 0, 0])
+        index = int(pixels_of(page)[0, 0, 0])
         if self.fail is None or index in self.fail:
             return [RegionResult(failure=self.failure) for _ in jobs]
         return [RegionResult(content="read") for _ in jobs]

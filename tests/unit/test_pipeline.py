@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from docparse.errors import InvalidDocumentError
+from docparse.page_images import pixels_of
 from docparse.pipeline import DocumentInfo, DocumentPipeline
 from docparse.protocol import json_bytes, parse_request
 from docparse.recognition.tasks import TaskTable
@@ -36,8 +37,9 @@ class EchoRecognizer:
         self.delays = delays
 
     async def recognize(self, page, jobs, params):
-        await asyncio.sleep(self.delays.get(int(page[0, 0, 0]), 0))
-        return [RegionResult(content=f"{job.box.label} of page {int(page[0, 0, 0])}") for job in jobs]
+        number = int(pixels_of(page)[0, 0, 0])
+        await asyncio.sleep(self.delays.get(number, 0))
+        return [RegionResult(content=f"{job.box.label} of page {number}") for job in jobs]
 
     async def ensure_available(self):
         pass

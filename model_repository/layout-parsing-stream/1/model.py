@@ -1,7 +1,8 @@
 """layout-parsing-stream: the BLS orchestrator, a thin adapter over docparse.pipeline.
 
-Rendering and layout are BLS calls to ``pdf_render`` and ``layout_detection``; the
-recogniser calls the VLM over HTTP from this process.
+PDF pages are rendered by ``pdf_render`` and layout found by ``layout_detection`` (BLS
+calls); images are opened here (``docparse.image_pages``); the recogniser calls the VLM
+over HTTP from this process.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import AsyncIterator
 
 import numpy as np
@@ -17,7 +19,9 @@ import triton_python_backend_utils as pb_utils
 from docparse import tracing
 from docparse.documents import RenderedPage
 from docparse.errors import InternalError, describe
+from docparse.image_pages import image_pages, is_image
 from docparse.logs import configure_logging
+from docparse.page_images import EncodedImage, EncodedPage, decode_rgb
 from docparse.pipeline import DocumentInfo, DocumentPipeline
 from docparse.protocol import (
     LayoutOptions,
@@ -52,26 +56,31 @@ from docparse_triton.common import (
 from docparse_triton.stub_watchdog import start_watchdog
 
 log = logging.getLogger("docparse.orchestrator")
+# What stands for the JSON's "file" when the document came in its own tensor.
+FILE_IN_TENSOR = "(the file input)"
 
 
 async def render_pages(
-    data: bytes, request: LayoutParsingRequest, window: int, text_layer: bool = False
-) -> AsyncIterator[tuple[DocumentInfo, RenderedPage]]:
+    data: bytes, request: LayoutParsingRequest, window: int, text_layer: bool = False,
+    jpeg_max_pixels: int | None = None,
+) -> AsyncIterator[tuple[DocumentInfo, RenderedPage | EncodedPage]]:
     """The selected pages, asked of ``pdf_render`` ``window`` pages at a time: it sends
     pages as fast as it renders them, and unread pages wait in shared memory (asked for
     all at once, a burst of long documents holds gigabytes there and slows Triton to a
-    crawl)."""
+    crawl). With ``jpeg_max_pixels``, each page comes as the JPEG a VLM reads, rendered
+    at that size (``docparse.page_images``)."""
     start, selected = 0, None
+    picture = "image" if jpeg_max_pixels is None else "encoded"
     while selected is None or start < selected:
         options = RenderOptions(fileType=request.fileType, pages=request.pages, dpi=request.dpi,
-                                start=start, limit=window, textLayer=text_layer)
+                                start=start, limit=window, textLayer=text_layer, jpegMaxPixels=jpeg_max_pixels)
         bls = pb_utils.InferenceRequest(
             model_name="pdf_render",
             inputs=[
                 pb_utils.Tensor("document", np.frombuffer(data, dtype=np.uint8)),
                 json_tensor("options", options),
             ],
-            requested_output_names=["image", "page"],
+            requested_output_names=[picture, "page"],
             parameters={IN_BAND_ERRORS: True},
         )
         received = 0
@@ -79,9 +88,8 @@ async def render_pages(
             page_json = load_json(output_bytes(response, "page") or b"null")
             raise_if_error(page_json)
             info = RenderedPageInfo.model_validate(page_json)
-            image = pb_utils.get_output_tensor_by_name(response, "image").as_numpy()
-            page = RenderedPage(index=info.index, image=image, width=info.width, height=info.height, scale=info.scale,
-                                text_layer=info.textLayer)
+            pixels = pb_utils.get_output_tensor_by_name(response, picture).as_numpy()
+            page = rendered_page(info, pixels) if jpeg_max_pixels is None else encoded_page(info, pixels.tobytes())
             selected = info.selected
             received += 1
             yield DocumentInfo(info.kind, info.pageCount, selected), page
@@ -90,6 +98,18 @@ async def render_pages(
                 raise InternalError("pdf_render ended the document without a page or an error")
             return
         start += received
+
+
+def rendered_page(info: RenderedPageInfo, image: np.ndarray) -> RenderedPage:
+    return RenderedPage(index=info.index, image=image, width=info.width, height=info.height, scale=info.scale,
+                        text_layer=info.textLayer)
+
+
+def encoded_page(info: RenderedPageInfo, jpeg: bytes) -> EncodedPage:
+    """A page that came as a JPEG; its pixels, if asked for, are the JPEG's decoded."""
+    encoded = EncodedImage(jpeg, "image/jpeg", info.encodedWidth or info.width, info.encodedHeight or info.height)
+    return EncodedPage(info.index, info.width, info.height, info.scale, encoded, partial(decode_rgb, encoded),
+                       info.textLayer)
 
 
 async def detect_layout(image: np.ndarray, options: LayoutOptions) -> list[LayoutBox]:
@@ -145,9 +165,12 @@ class TritonPythonModel:
         try:
             body = input_json(request, "input")
             log_id = log_id_for(body) if isinstance(body, dict) else new_log_id()
+            file = pb_utils.get_input_tensor_by_name(request, "file")
+            if file is not None and isinstance(body, dict):  # the bytes beside the JSON
+                body = {**body, "file": FILE_IN_TENSOR}
             parsed = parse_request(body)
             priority = request_priority(request)  # the jobs runner marks its documents batch
-            data = parsed.file_bytes()
+            data = file.as_numpy().tobytes() if file is not None else parsed.file_bytes()
             tracing.mark("orchestrator.received", log_id, at=received)
             tracing.mark("orchestrator.parsed", log_id)
 
@@ -163,8 +186,7 @@ class TritonPythonModel:
                     request,
                     self.pipeline.run(
                         parsed,
-                        render_pages(data, parsed, window=self.settings.orchestrator.render_window,
-                                     text_layer=self.pipeline.uses_text_layer(parsed)),
+                        self._pages(data, parsed),
                         emit,
                         log_id,
                         request.is_cancelled,
@@ -181,6 +203,16 @@ class TritonPythonModel:
                 sender.send(self._error_answer(request, log_id, exc), flags=FINAL)
             except Exception as send_error:  # noqa: BLE001 - the client may be gone
                 log.info("logId=%s the error could not be sent: %s", log_id or "-", send_error)
+
+    def _pages(self, data: bytes, request: LayoutParsingRequest) -> AsyncIterator[tuple[DocumentInfo, object]]:
+        """The document's pages: an image opened here, a PDF rendered by ``pdf_render``;
+        as encoded pictures when nothing needs their pixels (``docparse.page_images``)."""
+        pixels_needed = self.pipeline.needs_pixels(request)
+        if is_image(data, request):
+            return image_pages(data, request, self.settings, pixels_needed)
+        budget = None if pixels_needed else self.pipeline.pixel_budget(request)
+        return render_pages(data, request, window=self.settings.orchestrator.render_window,
+                            text_layer=self.pipeline.uses_text_layer(request), jpeg_max_pixels=budget)
 
     @staticmethod
     def _error_answer(request, log_id: str, exc: BaseException) -> "pb_utils.InferenceResponse":

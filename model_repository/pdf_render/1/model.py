@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from docparse.documents import Document, open_document, page_window, parse_page_ranges
 from docparse.logs import configure_logging
 from docparse.protocol import RenderOptions, parse_request
+from docparse.recognition.crops import VLM_JPEG_QUALITY
 from docparse.render_pool import RenderPool
 from docparse.responses import RenderedPageInfo
 from docparse.settings import Settings
@@ -71,19 +73,29 @@ class TritonPythonModel:
         limits = self.settings.documents
         indices = parse_page_ranges(options.pages, document.page_count, limits.max_pages)
         window = page_window(indices, options.start, options.limit)
-        pages = document.render(window, options.dpi or limits.render_dpi)
-        for number in range(1, len(window) + 1):
+        dpi = options.dpi or limits.render_dpi
+        as_jpeg = options.jpegMaxPixels is not None
+        pages = (document.render_jpeg(window, dpi, options.jpegMaxPixels, VLM_JPEG_QUALITY) if as_jpeg
+                 else document.render(window, dpi))
+        for number, index in enumerate(window, 1):
             page = await asyncio.to_thread(next, pages)
             if request.is_cancelled():
                 return False
-            words = await asyncio.to_thread(document.text_layer, page.index, page.scale) if options.textLayer else None
+            if as_jpeg:  # the JPEG a VLM reads; the sizes the page has at the dpi
+                width, height, scale = page.page_width, page.page_height, page.page_scale
+                picture = pb_utils.Tensor("encoded", np.frombuffer(page.data, dtype=np.uint8))
+                sizes = {"encodedWidth": page.width, "encodedHeight": page.height}
+            else:
+                width, height, scale = page.width, page.height, page.scale
+                picture, sizes = pb_utils.Tensor("image", page.image), {}
+            words = await asyncio.to_thread(document.text_layer, index, scale) if options.textLayer else None
             info = RenderedPageInfo(
-                index=page.index, width=page.width, height=page.height, scale=page.scale,
-                kind=document.kind, pageCount=document.page_count, selected=len(indices), textLayer=words,
+                index=index, width=width, height=height, scale=scale, kind=document.kind,
+                pageCount=document.page_count, selected=len(indices), textLayer=words, **sizes,
             )
             # The last page closes the stream itself: no separate empty response
             # arriving while the orchestrator starts on that page.
             last = number == len(window)
-            response = pb_utils.InferenceResponse([pb_utils.Tensor("image", page.image), json_tensor("page", info)])
+            response = pb_utils.InferenceResponse([picture, json_tensor("page", info)])
             sender.send(response, flags=FINAL if last else 0)
         return bool(window)
