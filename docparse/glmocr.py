@@ -85,6 +85,10 @@ class DocumentForm(_Form):
     dpi: int | None = Field(None, ge=MIN_DPI, description="Rendering resolution of PDF pages (default HPS_RENDER_DPI).")
     enable_layout: bool = Field(True, description="false reads each whole page as one region with `task`.")
     task: OcrTask = Field("text", description="With enable_layout=false: the whole page's task.")
+    text_layer: Literal["auto", "off"] | None = Field(
+        None, description="auto: a PDF's text regions read from its own text where reliable; off: all recognized "
+        "(default HPS_TEXT_LAYER).",
+    )
 
 
 def image_request(file_b64: str, task: str, form: _Form, log_id: str) -> dict[str, Any]:
@@ -119,6 +123,8 @@ def document_request(file_b64: str, form: DocumentForm, log_id: str) -> dict[str
         request["dpi"] = form.dpi
     if not form.enable_layout:
         request.update(useLayoutDetection=False, promptLabel=PROMPT_LABEL[form.task])
+    if form.text_layer is not None:
+        request["textLayer"] = form.text_layer
     return _common(request, form)
 
 

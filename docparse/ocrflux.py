@@ -41,13 +41,18 @@ class ConvertOptions(BaseModel):
     pages: str | None = Field(None, max_length=MAX_PAGES_SPEC, description='1-based ranges, "1-3,7"; null = all.')
     dpi: int | None = Field(None, ge=MIN_DPI, description="Rendering resolution of PDF pages (default HPS_RENDER_DPI).")
     model: str | None = Field(None, min_length=1, max_length=200, description="The VLM profile (HPS_VLM_PROFILES); default the first.")
+    text_layer: Literal["auto", "off"] | None = Field(
+        None, description="auto: a PDF's text regions read from its own text where reliable; off: all recognized "
+        "(default HPS_TEXT_LAYER).",
+    )
     logId: LogId | None = Field(None, description="Request id echoed in the answer and logs (printable ASCII).")
 
     def layout_request(self, file: str, log_id: str, skip_merge_default: bool) -> dict[str, Any]:
         """The ``/layout-parsing`` request of this conversion (``file``: base64 or URL)."""
         skip = skip_merge_default if self.skip_cross_page_merge is None else self.skip_cross_page_merge
         request: dict[str, Any] = {"file": file, "logId": log_id, "restructurePages": not skip}
-        for ours, theirs in (("maxPageRetries", self.max_page_retries), ("pages", self.pages), ("dpi", self.dpi), ("model", self.model)):
+        for ours, theirs in (("maxPageRetries", self.max_page_retries), ("pages", self.pages), ("dpi", self.dpi), ("model", self.model),
+                             ("textLayer", self.text_layer)):
             if theirs is not None:
                 request[ours] = theirs
         return request

@@ -27,9 +27,9 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from docparse.recognition.lines import TextLine, join_words, region_content
+from docparse.recognition.lines import TextLine, assign_lines, join_words, region_content
 from docparse.responses import PageTextLayer, TextWord
-from docparse.types import READ_TASKS, LayoutBox, RegionJob, RegionResult, Task
+from docparse.types import READ_TASKS, RegionJob, RegionResult, Task
 
 #: The source a block read from the PDF's text says it came from.
 TEXT_LAYER_SOURCE = "text_layer"
@@ -153,31 +153,29 @@ def read_regions(
     layer: PageTextLayer, image: np.ndarray, jobs: Sequence[RegionJob], tasks: frozenset[Task]
 ) -> dict[int, str]:
     """The content of each job (by index) whose task is in ``tasks`` and whose text
-    layer is reliable; the others are left to the recognizer. Every region competes for
-    the words (a word goes to the smallest region holding its centre), so a header's
-    words never land in the paragraph beside it."""
-    owned = _owners(layer.words, [job.box for job in jobs])
+    layer is reliable; the others are left to the recognizer. The page's words are
+    joined into runs (lines, or table cells) first, and each run goes to the region
+    holding most of it, as the CPU OCR assigns its lines: every region competes, so a
+    header's words never land in the paragraph beside it, and a line stays whole where
+    the detector's boxes overlap."""
+    found = runs(layer.words)
+    owned = assign_lines([line for line, _ in found], [job.box for job in jobs])
+    words_of = {id(line): words for line, words in found}
     read: dict[int, str] = {}
     for index, job in enumerate(jobs):
-        words = [layer.words[w] for w in np.flatnonzero(owned == index)]
-        if job.task in tasks and words and _reliable(words, image):
-            read[index] = region_content(job.task, runs(words))
+        words = [word for line in owned[index] for word in words_of[id(line)]]
+        if job.task not in tasks:
+            continue
+        if words and _reliable(words, image):
+            read[index] = region_content(job.task, owned[index])
+        elif not words and any(_centre_inside(line.box, job.box.coordinate) for line, _ in found):
+            read[index] = ""  # its text went to a region overlapping it, as the OCR's lines would
     return read
 
 
-def _owners(words: Sequence[TextWord], boxes: Sequence[LayoutBox]) -> np.ndarray:
-    """For each word, the index of the smallest box holding its centre (-1: none)."""
-    if not words or not boxes:
-        return np.full(len(words), -1)
-    coords = np.array([w[1:5] for w in words], dtype=np.float64)
-    cx, cy = (coords[:, 0] + coords[:, 2]) / 2, (coords[:, 1] + coords[:, 3]) / 2
-    regions = np.array([b.coordinate for b in boxes], dtype=np.float64)
-    inside = ((cx[:, None] >= regions[None, :, 0]) & (cx[:, None] <= regions[None, :, 2])
-              & (cy[:, None] >= regions[None, :, 1]) & (cy[:, None] <= regions[None, :, 3]))
-    sizes = (regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])
-    ranked = np.where(inside, sizes[None, :], np.inf)
-    best = np.argmin(ranked, axis=1)
-    return np.where(np.isfinite(ranked[np.arange(len(words)), best]), best, -1)
+def _centre_inside(box: Sequence[float], region: Sequence[float]) -> bool:
+    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return region[0] <= x <= region[2] and region[1] <= y <= region[3]
 
 
 def _reliable(words: Sequence[TextWord], image: np.ndarray) -> bool:
@@ -194,9 +192,10 @@ def _has_ink(word: TextWord, image: np.ndarray) -> bool:
     return x2 > x1 and y2 > y1 and int(image[y1:y2, x1:x2].min()) < INK_LEVEL
 
 
-def runs(words: Sequence[TextWord]) -> list[TextLine]:
-    """The words as runs of text: one per row, or per cell where a row's words stand
-    apart (more than ``CELL_GAP`` row heights), so tables keep their columns."""
+def runs(words: Sequence[TextWord]) -> list[tuple[TextLine, list[TextWord]]]:
+    """The words as runs of text, each with its words: one per row, or per cell where a
+    row's words stand apart (more than ``CELL_GAP`` row heights), so tables keep their
+    columns and the columns of a page stay apart."""
     ordered = sorted(words, key=lambda w: ((w[2] + w[4]) / 2, w[1]))
     rows: list[list[TextWord]] = []
     for word in ordered:
@@ -204,18 +203,18 @@ def runs(words: Sequence[TextWord]) -> list[TextLine]:
             rows[-1].append(word)
         else:
             rows.append([word])
-    lines = []
+    found = []
     for row in rows:
         row.sort(key=lambda w: w[1])
         height = max(w[4] - w[2] for w in row)
         run = [row[0]]
         for word in row[1:]:
             if word[1] - run[-1][3] > CELL_GAP * height:
-                lines.append(_line(run))
+                found.append((_line(run), run))
                 run = []
             run.append(word)
-        lines.append(_line(run))
-    return lines
+        found.append((_line(run), run))
+    return found
 
 
 def _same_row(row: list[TextWord], word: TextWord) -> bool:

@@ -24,6 +24,7 @@ from tests.e2e.test_gateway import _FileServer
 from tests.support.browser import CHROMEDRIVER, CHROMIUM, running_chromium, save_screenshot
 from tests.support.processes import children, leftovers, stubs_of, wait_for, watchdogs_of
 from testkit.documents import ENGLISH_TEXT, sample_image, sample_pdf
+from testkit.text_layers import text_layer_pdf
 
 pytestmark = pytest.mark.triton
 
@@ -114,6 +115,35 @@ def ocrflux_api_converts_with_the_cpu_engines(url: str) -> None:
         files.close()
 
 
+def born_digital_pages_come_from_their_text_layer(url: str) -> None:
+    """With the CPU engines a PDF's reliable text regions are read from the PDF itself
+    (exact, no OCR; textLayer's default here is auto); a scanned page and a paragraph in
+    a font whose text is private-use code points are read by the OCR."""
+    words = [w.strip(",.:").lower() for w in ENGLISH_TEXT.split()]
+    with httpx.Client(base_url=url, timeout=300) as client:
+        def parse(**fields: str) -> list[dict]:
+            answer = client.post("/layout-parsing", json={**request_for(text_layer_pdf("good", "scanned", "private_use")),
+                                                          **fields})
+            assert answer.status_code == 200, answer.text
+            return answer.json()["result"]["layoutParsingResults"]
+
+        started = time.monotonic()
+        good, scanned, private_use = parse()
+        print(f"3 pages (born digital, scanned, private-use font) with the CPU engines: {time.monotonic() - started:.1f} s")
+    sources = [{b["source"] for b in page["prunedResult"]["parsing_res_list"] if "source" in b}
+               for page in (good, scanned, private_use)]
+    assert sources[:2] == [{"text_layer"}, {"cpu:pp-ocrv6"}] and sources[2] == {"text_layer", "cpu:pp-ocrv6"}, sources
+    assert " ".join(ENGLISH_TEXT.split()) in " ".join(good["markdown"]["text"].split())  # the PDF's own text, exact
+    for page in (scanned, private_use):
+        read = set(page["markdown"]["text"].lower().replace(",", " ").split())
+        assert len(set(words) & read) >= len(set(words)) // 2, read
+        assert not any(0xE000 <= ord(c) <= 0xF8FF for c in page["markdown"]["text"])
+    with httpx.Client(base_url=url, timeout=300) as client:
+        answer = client.post("/layout-parsing", json={**request_for(text_layer_pdf("good")), "textLayer": "off"})
+    assert {b.get("source") for b in answer.json()["result"]["layoutParsingResults"][0]["prunedResult"]["parsing_res_list"]
+            if b.get("source")} == {"cpu:pp-ocrv6"}
+
+
 def web_page_shows_what_the_cpu_engines_read(url: str, document: Path, tmp_path: Path) -> None:
     """The web page on ``make run`` in a real browser: the PDF's real text, read by the CPU
     engines, shown on each page (and a screenshot of it, test-artifacts/screenshots/). Without
@@ -199,6 +229,7 @@ def test_make_run_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
         assert json.loads(health.stdout)["status"] == "ready"
         glm_ocr_api_reads_with_the_cpu_engines(url)
         ocrflux_api_converts_with_the_cpu_engines(url)
+        born_digital_pages_come_from_their_text_layer(url)
         web_page_shows_what_the_cpu_engines_read(url, document, tmp_path)
 
         os.killpg(process.pid, signal.SIGINT)

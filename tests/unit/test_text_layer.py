@@ -115,7 +115,7 @@ def test_images_have_no_text_layer():
 
 def test_a_row_splits_into_cells_where_its_words_stand_apart():
     words = [("North", 0, 0, 50, 20, 5, 0), ("America", 55, 0, 120, 20, 7, 0), ("12", 300, 1, 320, 21, 2, 0)]
-    assert [line.text for line in runs(words)] == ["North America", "12"]
+    assert [line.text for line, _ in runs(words)] == ["North America", "12"]
 
 
 def test_the_page_json_carries_the_text_layer_only_when_asked():
@@ -235,3 +235,15 @@ def test_hps_text_layer_is_checked_at_start(monkeypatch):
         Settings.load()
     monkeypatch.setenv("HPS_TEXT_LAYER", "auto")
     assert Settings.load().recognition.text_layer == "auto"
+
+
+def test_a_region_inside_another_is_not_read_twice_nor_sent_to_the_recognizer(pages):
+    """Detectors nest boxes: the lines go to one region, the nested one reads empty
+    from the text layer (as the OCR's lines would leave it), and no OCR runs for it."""
+    page = pages["good"]
+    assert page.text_layer is not None
+    jobs = template_jobs(page)
+    x1, y1, x2, y2 = next(job.box.coordinate for job in jobs if job.box.label == "text")
+    nested = RegionJob(LayoutBox("text", 0.9, (x1 + 100, y1 + 2, x2 - 2, (y1 + y2) / 2)), Task.TEXT)
+    read = read_regions(page.text_layer, page.image, [*jobs, nested], READ_TASKS)
+    assert read[len(jobs)] == "" and ENGLISH_TEXT.split()[0] in read[[j.box.label for j in jobs].index("text")]
