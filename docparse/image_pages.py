@@ -37,7 +37,7 @@ async def image_pages(
     decodes them, or, when ``pixels_needed`` is false and the file can go to the VLM as
     it is, the file itself (decoded later only if something asks for the pixels)."""
     limits = settings.documents
-    document = await asyncio.to_thread(open_document, data, request.fileType, settings, None)
+    document = open_document(data, request.fileType, settings, None)  # the header only: no thread hop
     try:
         indices = parse_page_ranges(request.pages, document.page_count, limits.max_pages)
         info = DocumentInfo(document.kind, document.page_count, len(indices))

@@ -39,8 +39,11 @@ from docparse.errors import InvalidDocumentError
 from docparse.render import PdfFile, RenderedJpeg
 from docparse.responses import PageTextLayer
 
-# Documents a worker keeps open, for the pages of requests that take turns on it.
-OPEN_PER_WORKER = 4
+# Documents a worker keeps open, for the pages of requests that take turns on it. Each
+# reopening costs the open and the document's font caches: with 12 documents in flight
+# over 2 workers and 4 kept open, a page took 26 ms instead of 20 (BENCHMARKS.md,
+# "Feeding the VLM"). A document whose request is done is closed whatever this is.
+OPEN_PER_WORKER = 16
 
 
 class RenderPool:
@@ -162,13 +165,14 @@ def _ready() -> None:
 
 def _opened(path: Path) -> PdfFile:
     """The document at ``path``, opened once per worker. Documents whose file is gone
-    (their request is done) are closed, and the oldest beyond ``OPEN_PER_WORKER``."""
+    (their request is done) are closed, and the least recently used beyond ``OPEN_PER_WORKER``."""
     for other in [p for p in _open if p != path and not p.exists()]:
         _open.pop(other).close()
     if path not in _open:
         while len(_open) >= OPEN_PER_WORKER:
             _open.pop(next(iter(_open))).close()
         _open[path] = PdfFile(path)
+    _open[path] = _open.pop(path)  # the most recently used last: the least recent is closed first
     return _open[path]
 
 

@@ -359,7 +359,10 @@ class VlmRecognizer:
             prompt = extraction.prompt_for(schema, settings.recognition.extract_prompt)
             answer_format = extraction.response_format(schema)
         smallest, largest = self.pixel_limits(params)
-        image, timings["crop_cpu"] = await asyncio.to_thread(self._encode, page, job, smallest, largest)
+        if self._sent_as_it_is(page, job, smallest, largest):  # base64 only: not worth a thread hop
+            image, timings["crop_cpu"] = self._encode(page, job, smallest, largest)
+        else:
+            image, timings["crop_cpu"] = await asyncio.to_thread(self._encode, page, job, smallest, largest)
         tracing.mark("vlm.image_ready", params.log_id)
         answer = await self.client.complete(
             image,
@@ -389,6 +392,12 @@ class VlmRecognizer:
                 f"than the largest ({largest} pixels, maxPixels or HPS_CROP_MAX_PIXELS)"
             )
         return smallest, largest
+
+    @staticmethod
+    def _sent_as_it_is(page: PageSource, job: RegionJob, min_pixels: int, max_pixels: int) -> bool:
+        """Whether the region is a page whose encoded picture goes to the VLM unchanged."""
+        encoded = None if isinstance(page, np.ndarray) else whole_page_image(page, job.box)
+        return encoded is not None and encoded.fits(min_pixels, max_pixels)
 
     def _encode(
         self, page: PageSource, job: RegionJob, min_pixels: int, max_pixels: int
