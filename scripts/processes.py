@@ -44,6 +44,34 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on TCP ``port`` (Linux /proc).
+    A free port picked for a server may be taken by another one before ours binds it;
+    then that one answers our readiness check while ours is still retrying to bind."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])  # state 0A: LISTEN
+    sockets = {f"socket:[{inode}]" for inode in inodes}
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(descriptor) in sockets:
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False
+
+
 def log_tail(path: Path | None, lines: int = 60) -> str:
     if path is None or not path.exists():
         return "(no log)"
@@ -114,10 +142,12 @@ def launch(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     append: bool = False,
+    started: list[subprocess.Popen] | None = None,
 ) -> subprocess.Popen:
     """Start ``command`` in its own process group (dying with its parent), output to
     ``log_path`` (added to it with ``append``: a restart keeps the log of the run that
-    died), and wait until ``ready``; stop it and raise LaunchError otherwise."""
+    died), and wait until ``ready``; stop it and raise LaunchError otherwise. The
+    process is also appended to ``started``, for a ``ready`` that needs it."""
     with open(log_path, "ab" if append else "wb") as log:
         process = subprocess.Popen(
             command,
@@ -128,6 +158,8 @@ def launch(
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
+    if started is not None:
+        started.append(process)
     try:
         wait_until_ready(name, ready, process, ready_timeout, log_path)
     except BaseException:
