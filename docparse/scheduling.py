@@ -169,7 +169,20 @@ class FairSlots:
         account.held -= 1
         self.in_use -= 1
         self._forget_if_idle(ticket)
-        if (chosen := self._next_waiter()) is not None:
+        self._hand_out()
+
+    def set_limit(self, limit: int) -> None:
+        """A new bound (the VLM servers behind it came or went, ``recognition.endpoints``):
+        a higher one serves waiters at once; under a lower one, holders above it keep
+        their slots and releases are not handed on until the count is under it."""
+        if limit < 1:
+            raise ValueError(f"FairSlots needs a limit >= 1, got {limit}")
+        self.limit = limit
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Free slots to the fairest waiters, while any are free."""
+        while self.in_use < self.limit and (chosen := self._next_waiter()) is not None:
             chosen_account, waiter = chosen
             chosen_account.waiters.remove(waiter)
             self._grant(chosen_account)

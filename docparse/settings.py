@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import SettingsConfigDict
 
 from docparse.extraction import DEFAULT_PROMPT as DEFAULT_EXTRACT_PROMPT
-from docparse.settings_env import SettingsError, SettingsGroup, TextList, env_alias, http_base_url, vllm_health_url
+from docparse.settings_env import (
+    SettingsError, SettingsGroup, TextList, env_alias, http_base_urls, split_urls, vllm_health_url,
+)
 from docparse.types import Task
 
 __all__ = ["MIN_DPI", "Settings", "SettingsError"]
@@ -142,12 +144,19 @@ class VlmSettings(SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="HPS_VLM_")
 
     url: str = Field(
-        "http://127.0.0.1:8118/v1", description="Base URL of the OpenAI-compatible server (vLLM serving GLM-OCR)."
+        "http://127.0.0.1:8118/v1",
+        description="Base URL of the OpenAI-compatible server (vLLM serving GLM-OCR); several, comma-separated, "
+        "for several servers (calls go to the one with the fewest in flight).",
     )
     model: str = Field("glm-ocr", description="Served model name sent in each request.")
     api_key: str | None = Field(None, description="Bearer token for the VLM, if any.")
     max_concurrency: int = Field(
-        64, ge=1, description="Most VLM calls in flight from one orchestrator process; match vLLM's --max-num-seqs."
+        64, ge=1, description="Most VLM calls in flight from one orchestrator process to each VLM server (each URL "
+        "or DNS address); match vLLM's --max-num-seqs.",
+    )
+    dns_refresh: float = Field(
+        30.0, ge=0, description="Seconds between DNS look-ups of each http:// VLM URL's host name; each address "
+        "is a server of its own (a Kubernetes headless Service). 0: the URLs are used as written.",
     )
     timeout: float = Field(120.0, gt=0, description="Seconds one VLM call may take.")
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to the VLM.")
@@ -200,13 +209,18 @@ class VlmSettings(SettingsGroup):
         return self
 
     @property
+    def urls(self) -> tuple[str, ...]:
+        """Each VLM server's base URL (``url`` may list several)."""
+        return split_urls(self.url)
+
+    @property
     def health_url(self) -> str:
-        return vllm_health_url(self.url)
+        return vllm_health_url(self.urls[0])
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return http_base_url(value)
+        return http_base_urls(value)
 
 
 class CropSettings(SettingsGroup):

@@ -78,6 +78,31 @@ def http_base_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def http_base_urls(value: str) -> str:
+    """One or several base URLs, comma-separated (several VLM servers behind one
+    orchestrator, ``docparse.recognition.endpoints``): each checked as ``http_base_url``,
+    given back comma-joined without spaces."""
+    items = [item.strip() for item in value.split(",")]
+    if any(not item for item in items):
+        raise ValueError(f"an empty entry in the comma-separated URL list {value!r}")
+    checked = []
+    for index, item in enumerate(items, start=1):
+        try:
+            checked.append(http_base_url(item))
+        except ValueError as exc:
+            if len(items) == 1:
+                raise
+            raise ValueError(f"URL {index} of {len(items)} ({item!r}) {exc}") from None
+    if len(set(checked)) < len(checked):
+        raise ValueError(f"a URL is listed twice in {value!r}")
+    return ",".join(checked)
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    """The URLs of a list ``http_base_urls`` checked."""
+    return tuple(value.split(","))
+
+
 def vllm_health_url(base_url: str) -> str:
     """vLLM serves /health at its root, beside /v1."""
     root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url

@@ -38,6 +38,11 @@ class CircuitBreaker:
         """Open and its time not yet over: calls must not be made."""
         return self._opened_at is not None and self._clock() - self._opened_at < self.open_seconds
 
+    @property
+    def tripped(self) -> bool:
+        """Found down and not yet found back by a probe (open, or its time over)."""
+        return self._opened_at is not None
+
     def retry_after(self) -> int:
         """Whole seconds until the circuit lets a call through again (its full open time
         when it is not open: the soonest a server found down can be expected back)."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from docparse.recognition.presets import PRESETS
-from docparse.settings_env import SettingsError, http_base_url, vllm_health_url
+from docparse.settings_env import SettingsError, http_base_urls, split_urls, vllm_health_url
 
 if TYPE_CHECKING:
     from docparse.settings import VlmSettings
@@ -44,10 +44,16 @@ class VlmProfile(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0)
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _joined(cls, value: Any) -> Any:
+        """A JSON/YAML list of URLs is the same as the comma-separated text."""
+        return ",".join(str(item) for item in value) if isinstance(value, list) else value
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return http_base_url(value)
+        return http_base_urls(value)
 
     @model_validator(mode="after")
     def _prompts_fit_mode(self) -> "VlmProfile":
@@ -63,8 +69,13 @@ class VlmProfile(BaseModel):
         return self
 
     @property
+    def urls(self) -> tuple[str, ...]:
+        """Each of the profile's servers (``url`` may list several, comma-separated)."""
+        return split_urls(self.url)
+
+    @property
     def health_url(self) -> str:
-        return vllm_health_url(self.url)
+        return vllm_health_url(self.urls[0])
 
 
 def default_profile(vlm: "VlmSettings") -> VlmProfile:

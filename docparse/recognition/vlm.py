@@ -24,7 +24,7 @@ from docparse import extraction, tracing
 from docparse.errors import InvalidRequestError, RecognitionError, RecognitionUnavailableError, as_error
 from docparse.page_images import PageSource, pixels_of, sized_for_vlm, whole_page_image
 from docparse.protocol import json_bytes
-from docparse.recognition.breaker import CircuitBreaker
+from docparse.recognition.endpoints import Endpoint, EndpointPool
 from docparse.recognition.crops import VLM_JPEG_QUALITY, crop_region, encode_jpeg_data_uri, resize_for_vlm
 from docparse.recognition.page_markdown import answer_text
 from docparse.recognition.profiles import VlmProfile
@@ -121,13 +121,18 @@ class VlmClient:
     loop's CPU with httpx, 0.65 ms and 0.35 ms with aiohttp (BENCHMARKS.md, "Overhead"),
     and its connection pool costs the same with 64 connections as with one."""
 
-    def __init__(self, settings: VlmSettings) -> None:
+    def __init__(self, settings: VlmSettings, pool: EndpointPool | None = None) -> None:
         self.settings = settings
-        self.url = settings.url + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self._session: aiohttp.ClientSession | None = None
         self._slots: FairSlots | None = None
-        self.breaker = CircuitBreaker(settings.circuit_failures, settings.circuit_open_seconds)
+        # The servers (``settings.url`` may list several, or name a headless Service),
+        # each with its own bound (``max_concurrency``) and breaker.
+        self.pool = pool or EndpointPool(
+            settings.urls, settings.max_concurrency, failures=settings.circuit_failures,
+            open_seconds=settings.circuit_open_seconds, dns_refresh=settings.dns_refresh,
+        )
+        self.pool.probe = self._healthy
 
     @property
     def model(self) -> str:
@@ -139,17 +144,20 @@ class VlmClient:
         Triton stub's loop exists only once ``execute`` runs). Fair across documents
         (``docparse.scheduling``): a one-page request's call is not queued behind every
         region of the big documents already waiting."""
-        if self._slots is None:
-            self._slots = FairSlots(self.settings.max_concurrency)
+        if self._slots is None:  # bounded by the servers in rotation, as they come and go
+            self._slots = FairSlots(self.pool.capacity)
+            self.pool.on_capacity = self._slots.set_limit
         return self._slots
 
     @property
     def session(self) -> aiohttp.ClientSession:
         """The connection pool, made on first use inside the running loop (as ``slots``):
-        one connection per call in flight at most."""
+        one connection per call in flight to each server at most (and one for its probe)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.settings.max_concurrency, keepalive_timeout=KEEPALIVE_SECONDS),
+                connector=aiohttp.TCPConnector(
+                    limit=0, limit_per_host=self.settings.max_concurrency + 1, keepalive_timeout=KEEPALIVE_SECONDS,
+                ),
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout, sock_connect=self.settings.connect_timeout),
                 headers=self._headers,
             )
@@ -179,14 +187,10 @@ class VlmClient:
         headers = {"X-Request-Id": request_id, "Content-Type": "application/json"}
         attempts = self.settings.max_retries + 1
         for attempt in range(1, attempts + 1):
-            await self.ensure_available()
-            outcome = await self._attempt(content, headers, request_id)
+            endpoint, outcome = await self._on_each_server(content, headers, request_id)
             if isinstance(outcome, VlmAnswer) and outcome.status == 200:
-                self.breaker.record_success()
                 return answer_content(outcome)
-            if says_down(outcome):
-                self.breaker.record_failure()
-            problem = self._describe(outcome, attempt)
+            problem = self._describe(outcome, attempt, endpoint)
             if attempt == attempts or not is_retryable(outcome):
                 log.warning("logId=%s VLM call failed: %s", request_id or "-", problem)
                 raise self._failure(outcome, problem)
@@ -199,26 +203,67 @@ class VlmClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def ensure_available(self) -> None:
-        """Raise ``RecognitionUnavailableError`` while the VLM is known to be down."""
-        await self.breaker.admit(f"the VLM at {self.settings.url}", self._healthy)
+        """Raise ``RecognitionUnavailableError`` while every VLM server is known to be down."""
+        await self.pool.ensure_available(f"the VLM at {self.settings.url}")
 
-    async def _attempt(self, content: bytes, headers: dict[str, str], request_id: str) -> VlmAnswer | Exception:
-        """One call, holding a slot: its answer, or the transport failure."""
-        try:
-            async with self.slots.hold(current_ticket()):
+    async def _on_each_server(
+        self, content: bytes, headers: dict[str, str], request_id: str,
+    ) -> tuple[Endpoint | None, VlmAnswer | Exception]:
+        """One attempt: the call on the least busy server, and after a failure a retry can
+        fix, at once on each other server in rotation, until one answers 200 or all were
+        tried. The last server's outcome: a call counts as failed only when none took it."""
+        tried: list[Endpoint] = []
+        outcome: VlmAnswer | Exception | None = None
+        while True:
+            await self.ensure_available()
+            endpoint, answer = await self._attempt(content, headers, request_id, tried)
+            if endpoint is None:
+                if outcome is not None:  # every other server is down or was tried
+                    return tried[-1], outcome
+                continue  # all went down between the check and the call: check again
+            tried.append(endpoint)
+            outcome = answer
+            if (isinstance(outcome, VlmAnswer) and outcome.status == 200) or not is_retryable(outcome):
+                return endpoint, outcome
+            log.info("logId=%s VLM call failed on %s, trying another server: %s",
+                     request_id or "-", endpoint.url, self._describe(outcome, 1, endpoint))
+
+    async def _attempt(
+        self, content: bytes, headers: dict[str, str], request_id: str, tried: list[Endpoint],
+    ) -> tuple[Endpoint | None, VlmAnswer | Exception | None]:
+        """One call, holding a slot of the client and one of the server chosen outside
+        ``tried``: its answer, or the transport failure (no server: ``None, None``)."""
+        async with self.slots.hold(current_ticket()):
+            endpoint = await self.pool.acquire(exclude=tried)
+            if endpoint is None:
+                return None, None
+            outcome: VlmAnswer | Exception | None = None  # None: cancelled, held against nobody
+            try:
                 tracing.mark("vlm.request_sent", request_id)
-                answer = await self._post(content, headers)
+                outcome = await self._post(endpoint, content, headers)
                 tracing.mark("vlm.answer_received", request_id)
-                return answer
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return exc
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                outcome = exc
+            finally:  # cancelled too: the server's slot is given back
+                self.pool.release(endpoint, outcome=self._verdict(outcome))
+            return endpoint, outcome
 
-    async def _healthy(self) -> bool:
-        """The VLM server's health check answers (anything but a 5xx: a server without
+    @staticmethod
+    def _verdict(outcome: VlmAnswer | Exception | None) -> str | None:
+        """What a call's outcome says of its server: ``ok``, ``down`` (``says_down``),
+        ``failed`` (an error it answered), ``None`` (cancelled: nothing)."""
+        if outcome is None:
+            return None
+        if isinstance(outcome, VlmAnswer) and outcome.status == 200:
+            return "ok"
+        return "down" if says_down(outcome) else "failed"
+
+    async def _healthy(self, endpoint: Endpoint) -> bool:
+        """A server's health check answers (anything but a 5xx: a server without
         /health is not held against it)."""
         try:
             timeout = aiohttp.ClientTimeout(total=self.settings.connect_timeout)
-            async with self.session.get(self.settings.health_url, timeout=timeout) as response:
+            async with self.session.get(endpoint.health_url, timeout=timeout, headers=endpoint.headers) as response:
                 return response.status < 500
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
@@ -227,12 +272,13 @@ class VlmClient:
         """The error a spent call raises: unavailable (503, with when to retry) when the
         server could not be reached or stayed busy, failed (502) when it answered an error."""
         if says_down(outcome) or (isinstance(outcome, VlmAnswer) and outcome.status == 429):
-            return RecognitionUnavailableError(problem, retry_after=self.breaker.retry_after())
+            return RecognitionUnavailableError(problem, retry_after=self.pool.retry_after())
         return RecognitionError(problem)
 
-    async def _post(self, content: bytes, headers: dict[str, str]) -> VlmAnswer:
-        """One POST, its answer read whole (call it holding a slot)."""
-        async with self.session.post(self.url, data=content, headers=headers) as response:
+    async def _post(self, endpoint: Endpoint, content: bytes, headers: dict[str, str]) -> VlmAnswer:
+        """One POST to ``endpoint``, its answer read whole (call it holding its slot)."""
+        headers = {**headers, **endpoint.headers}
+        async with self.session.post(endpoint.chat_url, data=content, headers=headers) as response:
             return VlmAnswer(response.status, await response.read(), response.headers.get("Retry-After"))
 
     def _delay(self, attempt: int, outcome: VlmAnswer | Exception) -> float:
@@ -242,16 +288,17 @@ class VlmClient:
             return min(wait, self.settings.retry_backoff_max)
         return random.uniform(0, min(self.settings.retry_backoff_max, self.settings.retry_backoff * 2 ** (attempt - 1)))
 
-    def _describe(self, outcome: VlmAnswer | Exception, attempts: int) -> str:
+    def _describe(self, outcome: VlmAnswer | Exception, attempts: int, endpoint: Endpoint | None = None) -> str:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if isinstance(outcome, VlmAnswer):
             return f"VLM answered {outcome.status} after {tries}: {server_message(outcome)}"
+        url = (endpoint.url if endpoint else self.settings.urls[0]) + "/chat/completions"
         if isinstance(outcome, aiohttp.ConnectionTimeoutError):
-            return f"VLM at {self.url} did not accept a connection within {self.settings.connect_timeout:g} s ({tries})"
+            return f"VLM at {url} did not accept a connection within {self.settings.connect_timeout:g} s ({tries})"
         if isinstance(outcome, asyncio.TimeoutError):
             return f"VLM timed out after {self.settings.timeout:g} s ({tries})"
         if isinstance(outcome, aiohttp.ClientConnectorError):
-            return f"VLM at {self.url} could not be reached after {tries}: {outcome}"
+            return f"VLM at {url} could not be reached after {tries}: {outcome}"
         return f"VLM call failed after {tries}: {type(outcome).__name__}: {outcome}"
 
     async def aclose(self) -> None:

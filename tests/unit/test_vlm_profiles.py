@@ -91,7 +91,7 @@ def test_one_recognizer_per_profile_with_its_own_bound_and_prompts():
     glm, flux = recognizers["glm"], recognizers["flux"]
     assert (glm.client.settings.max_concurrency, flux.client.settings.max_concurrency) == (3, 2)
     assert (glm.page_mode, flux.page_mode) == (False, True)
-    assert flux.client.url == "http://b:2/v1/chat/completions" and flux.settings.crops.max_pixels == 1024 * 1024
+    assert [e.chat_url for e in flux.client.pool.endpoints] == ["http://b:2/v1/chat/completions"] and flux.settings.crops.max_pixels == 1024 * 1024
     assert list(build_recognizers(Settings())) == ["glm-ocr"]
 
 
