@@ -418,3 +418,30 @@ def test_restructure_pages_takes_paddlex_pruned_results_and_answers_in_the_envel
     refused = grpc.infer("restructure-pages", [json_input("input", {"pages": "none"}, [1, 1])])
     error = json.loads(refused.as_numpy("output")[0, 0])
     assert error["errorCode"] == 422 and "field 'pages'" in error["errorMsg"]
+
+
+# --- VLM servers on Triton's metrics port ------------------------------------------------
+
+
+def endpoint_lines(triton) -> list[str]:
+    with urllib.request.urlopen(triton.metrics_url, timeout=10) as response:
+        return [line for line in response.read().decode().splitlines() if line.startswith("hps_vlm_endpoint_")]
+
+
+def test_each_vlm_server_shows_on_tritons_metrics_port(triton, vlm):
+    """The orchestrator's VLM servers (issue #20): in rotation, calls in flight, calls and
+    failures, labelled with the profile and the server's URL (copied every 2 s)."""
+    list(client(triton).stream(request_for(sample_image(), logId="metrics", useLayoutDetection=False)))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        lines = endpoint_lines(triton)
+        calls = [line for line in lines if line.startswith("hps_vlm_endpoint_calls_total{")]
+        if calls and float(calls[0].rsplit(" ", 1)[1]) > 0:
+            break
+        time.sleep(0.5)
+    assert any(f'endpoint="{vlm.url}"' in line for line in calls), lines
+    assert float(calls[0].rsplit(" ", 1)[1]) >= 1
+    up = next(line for line in lines if line.startswith("hps_vlm_endpoint_up{"))
+    assert up.endswith(" 1") and 'model="' in up
+    assert any(line.startswith("hps_vlm_endpoint_in_flight{") for line in lines)
+    assert any(line.startswith("hps_vlm_endpoint_failures_total{") for line in lines)

@@ -54,6 +54,7 @@ from docparse_triton.common import (
     wants_in_band_errors,
 )
 from docparse_triton.stub_watchdog import start_watchdog
+from docparse_triton.vlm_metrics import EndpointMetrics
 
 log = logging.getLogger("docparse.orchestrator")
 # What stands for the JSON's "file" when the document came in its own tensor.
@@ -151,6 +152,10 @@ class TritonPythonModel:
         # Documents past the bound wait by class: a synchronous request before jobs.
         self.documents = FairSlots(self.settings.orchestrator.max_documents_in_flight)
         self.background = BackgroundLoop()
+        # Each VLM server's state on Triton's metrics port (docparse_triton.vlm_metrics).
+        self.endpoint_metrics = asyncio.run_coroutine_threadsafe(
+            EndpointMetrics().run(self.recognizers), self.background.loop
+        )
 
     def execute(self, requests: list) -> None:
         for request in requests:
@@ -226,6 +231,7 @@ class TritonPythonModel:
     def finalize(self) -> None:
         """Documents in flight get 30 s to finish; then the VLM connections are closed
         on the loop that opened them."""
+        self.endpoint_metrics.cancel()
         self.background.close(timeout=30, cleanup=self._close_recognizers)
 
     async def _close_recognizers(self) -> None:
