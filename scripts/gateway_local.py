@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.processes import ChildServer, free_port, http_ok, launch, listens_on
+from scripts.processes import ChildServer, free_port, http_ok, launch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,15 +44,12 @@ class GatewayServer(ChildServer):
             # Tests and benchmarks give a log path in their own folder: their job store
             # goes beside it, never into the repository's data/ (make run's).
             env["HPS_DATA_DIR"] = str(self.log_path.parent / "data")
-        started: list[subprocess.Popen] = []  # the gunicorn master, once launched
         self.process = launch(
             "the gateway",
             [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gateway" / "gunicorn.conf.py")],
             log_path=self.log_path,
-            # Its own master must hold the port: another server that took the free port
-            # first would answer /health for a gunicorn still retrying to bind.
-            ready=lambda: http_ok(f"{self.url}/health") and listens_on(started[0].pid, self.port),
-            started=started,
+            ready=lambda: http_ok(f"{self.url}/health"),
+            port=self.port,  # held by the gunicorn master itself
             ready_timeout=self.ready_timeout,
             env=env,
             cwd=REPO_ROOT,

@@ -142,12 +142,12 @@ def launch(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     append: bool = False,
-    started: list[subprocess.Popen] | None = None,
+    port: int | None = None,
 ) -> subprocess.Popen:
     """Start ``command`` in its own process group (dying with its parent), output to
     ``log_path`` (added to it with ``append``: a restart keeps the log of the run that
-    died), and wait until ``ready``; stop it and raise LaunchError otherwise. The
-    process is also appended to ``started``, for a ``ready`` that needs it."""
+    died), and wait until ``ready`` and, given a ``port``, until the process itself
+    listens on it (``listens_on``); stop it and raise LaunchError otherwise."""
     with open(log_path, "ab" if append else "wb") as log:
         process = subprocess.Popen(
             command,
@@ -158,10 +158,11 @@ def launch(
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
-    if started is not None:
-        started.append(process)
+    def own_ready() -> bool:
+        return ready() and (port is None or listens_on(process.pid, port))
+
     try:
-        wait_until_ready(name, ready, process, ready_timeout, log_path)
+        wait_until_ready(name, own_ready, process, ready_timeout, log_path)
     except BaseException:
         stop_group(process)
         raise

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.processes import ChildServer, LaunchError, free_port, http_ok, launch, listens_on, stop_group
+from scripts.processes import ChildServer, LaunchError, free_port, http_ok, launch, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
@@ -186,18 +186,16 @@ class TritonServer(ChildServer):
         check_stub_links(backend_dir, env)
         if self.log_path is None:
             self.log_path = self._workdir / "tritonserver.log"
-        started: list[subprocess.Popen] = []
         try:
             self.process = launch(
                 "tritonserver",
                 self.command(backend_dir),
                 log_path=self.log_path,
-                # Its own HTTP port: another server that took it first would answer.
-                ready=lambda: self.is_ready() and listens_on(started[0].pid, self.http_port),
+                ready=self.is_ready,
                 ready_timeout=self.ready_timeout,
                 env=env,
                 append=self.process is not None,  # a restart: keep why the last run died
-                started=started,
+                port=self.http_port,
             )
         except LaunchError as exc:
             raise TritonLaunchError(str(exc)) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.processes import ChildServer, free_port, http_ok, launch, listens_on
+from scripts.processes import ChildServer, free_port, http_ok, launch
 from vlmsim.config import option
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,16 +73,14 @@ class SimulatorProcess(ChildServer):
             handle, name = tempfile.mkstemp(prefix="vlm-simulator-", suffix=".log")
             os.close(handle)
             self.log_path = Path(name)
-        started: list[subprocess.Popen] = []
         self.process = launch(
             "the VLM simulator",
             self.command(),
             log_path=self.log_path,
-            # Its own port: another server that took it first would answer /health.
-            ready=lambda: http_ok(f"{self.root}/health") and listens_on(started[0].pid, self.port),
+            ready=lambda: http_ok(f"{self.root}/health"),
             ready_timeout=self.ready_timeout,
             cwd=REPO_ROOT,
-            started=started,
+            port=self.port,
         )
         return self
 
