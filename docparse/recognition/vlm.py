@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import aiohttp
-import numpy as np
 
 from docparse import extraction, tracing
 from docparse.errors import InvalidRequestError, RecognitionError, RecognitionUnavailableError, as_error
-from docparse.page_images import PageSource, pixels_of, sized_for_vlm, whole_page_image
+from docparse.page_images import EncodedImage, PageSource, pixels_of, sized_for_vlm, whole_page_image
 from docparse.protocol import json_bytes
 from docparse.recognition.endpoints import Endpoint, EndpointPool
 from docparse.recognition.crops import VLM_JPEG_QUALITY, crop_region, encode_jpeg_data_uri, resize_for_vlm
@@ -406,10 +405,11 @@ class VlmRecognizer:
             prompt = extraction.prompt_for(schema, settings.recognition.extract_prompt)
             answer_format = extraction.response_format(schema)
         smallest, largest = self.pixel_limits(params)
-        if self._sent_as_it_is(page, job, smallest, largest):  # base64 only: not worth a thread hop
-            image, timings["crop_cpu"] = self._encode(page, job, smallest, largest)
+        encoded = whole_page_image(page, job.box)
+        if encoded is not None and encoded.fits(smallest, largest):  # base64 only: not worth a thread hop
+            image, timings["crop_cpu"] = self._encode(page, job, encoded, smallest, largest)
         else:
-            image, timings["crop_cpu"] = await asyncio.to_thread(self._encode, page, job, smallest, largest)
+            image, timings["crop_cpu"] = await asyncio.to_thread(self._encode, page, job, encoded, smallest, largest)
         tracing.mark("vlm.image_ready", params.log_id)
         answer = await self.client.complete(
             image,
@@ -440,24 +440,18 @@ class VlmRecognizer:
             )
         return smallest, largest
 
-    @staticmethod
-    def _sent_as_it_is(page: PageSource, job: RegionJob, min_pixels: int, max_pixels: int) -> bool:
-        """Whether the region is a page whose encoded picture goes to the VLM unchanged."""
-        encoded = None if isinstance(page, np.ndarray) else whole_page_image(page, job.box)
-        return encoded is not None and encoded.fits(min_pixels, max_pixels)
-
     def _encode(
-        self, page: PageSource, job: RegionJob, min_pixels: int, max_pixels: int
+        self, page: PageSource, job: RegionJob, encoded: EncodedImage | None, min_pixels: int, max_pixels: int
     ) -> tuple[str, float]:
         """Crop, resize and JPEG-encode: the CPU part, run off the event loop. Returns the
         data URI and the CPU seconds of this thread spent on it: ``thread_time``, because
         the process works on many regions and documents at once and its CPU clock
         (``process_time``) would charge all of them to this crop.
 
-        A whole page whose encoded picture already fits the pixel limits goes as it is
-        (``docparse.page_images``): no pixels decoded, none encoded."""
+        A whole page that came as its ``encoded`` picture (``whole_page_image``) goes as
+        it is when it fits the pixel limits, else resized from its bytes
+        (``docparse.page_images``): its pixels are never decoded into the page."""
         cpu_started = time.thread_time()
-        encoded = whole_page_image(page, job.box) if not isinstance(page, np.ndarray) else None
         if encoded is not None:
             if not encoded.fits(min_pixels, max_pixels):
                 encoded = sized_for_vlm(encoded, min_pixels, max_pixels, VLM_JPEG_QUALITY)
