@@ -19,7 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from docparse.extraction import DEFAULT_PROMPT as DEFAULT_EXTRACT_PROMPT
 from docparse.settings_env import (
-    SettingsError, SettingsGroup, TextList, env_alias, http_base_urls, split_urls, vllm_health_url,
+    SettingsError, SettingsGroup, TextList, VlmServers, env_alias, http_base_urls,
 )
 from docparse.types import Task
 
@@ -140,7 +140,7 @@ class RecognitionSettings(SettingsGroup):
     )
 
 
-class VlmSettings(SettingsGroup):
+class VlmSettings(VlmServers, SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="HPS_VLM_")
 
     url: str = Field(
@@ -208,14 +208,6 @@ class VlmSettings(SettingsGroup):
             raise ValueError(str(exc)) from None
         return self
 
-    @property
-    def urls(self) -> tuple[str, ...]:
-        """Each VLM server's base URL (``url`` may list several)."""
-        return split_urls(self.url)
-
-    @property
-    def health_url(self) -> str:
-        return vllm_health_url(self.urls[0])
 
     @field_validator("url")
     @classmethod

@@ -107,3 +107,19 @@ def vllm_health_url(base_url: str) -> str:
     """vLLM serves /health at its root, beside /v1."""
     root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
     return f"{root}/health"
+
+
+class VlmServers:
+    """For a model with a ``url`` field that may list several VLM servers (the VLM
+    settings, each VLM profile): its servers, and where the first answers health checks."""
+
+    url: str
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Each VLM server's base URL (``url`` may list several, comma-separated)."""
+        return split_urls(self.url)
+
+    @property
+    def health_url(self) -> str:
+        return vllm_health_url(self.urls[0])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from docparse.recognition.presets import PRESETS
-from docparse.settings_env import SettingsError, http_base_urls, split_urls, vllm_health_url
+from docparse.settings_env import SettingsError, VlmServers, http_base_urls
 
 if TYPE_CHECKING:
     from docparse.settings import VlmSettings
@@ -26,7 +26,7 @@ REGION_TASKS = ("text", "table", "formula")
 ENV_NAME = "HPS_VLM_PROFILES"
 
 
-class VlmProfile(BaseModel):
+class VlmProfile(VlmServers, BaseModel):
     """One VLM: where it is, how many calls it takes at once, how it is prompted and read."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,14 +68,6 @@ class VlmProfile(BaseModel):
             raise ValueError(f"min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})")
         return self
 
-    @property
-    def urls(self) -> tuple[str, ...]:
-        """Each of the profile's servers (``url`` may list several, comma-separated)."""
-        return split_urls(self.url)
-
-    @property
-    def health_url(self) -> str:
-        return vllm_health_url(self.urls[0])
 
 
 def default_profile(vlm: "VlmSettings") -> VlmProfile:
